@@ -1,0 +1,28 @@
+"""OutEffHop: outlier-efficient modern Hopfield models and Softmax_1 attention in JAX."""
+
+from outeffhop.attention import attention_weights, dot_product_attention
+from outeffhop.hopfield import hopfield_energy, hopfield_fixed_point, hopfield_retrieve
+from outeffhop.softmax import (
+    NORMALIZERS,
+    clipped_softmax,
+    logsumexp,
+    lse_1,
+    normalize,
+    softmax,
+    softmax_1,
+)
+
+__all__ = [
+    "NORMALIZERS",
+    "attention_weights",
+    "clipped_softmax",
+    "dot_product_attention",
+    "hopfield_energy",
+    "hopfield_fixed_point",
+    "hopfield_retrieve",
+    "logsumexp",
+    "lse_1",
+    "normalize",
+    "softmax",
+    "softmax_1",
+]

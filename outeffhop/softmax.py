@@ -1,0 +1,137 @@
+"""Normalizers for attention and Hopfield retrieval: softmax, Softmax_1, clipped softmax.
+
+All functions are pure JAX. Low-precision floats (fp16, bf16) are computed in fp32 and
+returned in their own dtype. ``where`` is a boolean mask broadcastable to ``x``: entries
+where it is False contribute nothing and come out exactly 0; a fully masked row gives
+zeros with finite gradients.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+NORMALIZERS = ("softmax", "softmax1", "clipped", "clipped_softmax1")
+_LOW_PRECISION = (jnp.float16, jnp.bfloat16)
+
+
+def check_normalizer(normalizer: str, allowed: tuple[str, ...] = NORMALIZERS) -> str:
+    """Returns ``normalizer`` or raises ValueError naming the accepted values."""
+    if normalizer not in allowed:
+        raise ValueError(f"normalizer must be one of {', '.join(allowed)}; got {normalizer!r}.")
+    return normalizer
+
+
+def _upcast(x: jax.Array) -> tuple[jax.Array, jnp.dtype]:
+    x = jnp.asarray(x)
+    dtype = x.dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return x.astype(jnp.float32), jnp.dtype(jnp.float32)
+    if dtype in _LOW_PRECISION:
+        return x.astype(jnp.float32), dtype
+    return x, dtype
+
+
+def _masked_exp(x, axis, where, floor):
+    """exp(x - m) with m = max(stop_gradient(max x), floor); masked entries are 0.
+
+    The double ``where`` keeps gradients finite at masked (possibly -inf) entries.
+    """
+    if where is not None:
+        where = jnp.broadcast_to(where, x.shape)
+        x = jnp.where(where, x, 0.0)
+        m = jnp.max(jnp.where(where, x, -jnp.inf), axis=axis, keepdims=True)
+    else:
+        m = jnp.max(x, axis=axis, keepdims=True)
+    m = jax.lax.stop_gradient(jnp.maximum(m, floor))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)  # fully masked (or all -inf) rows
+    e = jnp.exp(x - m)
+    if where is not None:
+        e = jnp.where(where, e, 0.0)
+    return e, m
+
+
+def softmax(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
+    """softmax(x)_i = exp(x_i) / sum_j exp(x_j); a fully masked row gives zeros."""
+    x, dtype = _upcast(x)
+    e, _ = _masked_exp(x, axis, where, -jnp.inf)
+    denom = jnp.sum(e, axis=axis, keepdims=True)
+    return (e / jnp.where(denom > 0, denom, 1.0)).astype(dtype)
+
+
+def softmax_1(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
+    """Softmax_1(x)_i = exp(x_i) / (1 + sum_j exp(x_j)).
+
+    Stable form: with m = max(stop_gradient(max_j x_j), 0),
+    ``exp(x - m) / (exp(-m) + sum_j exp(x_j - m))``. Clamping m at 0 keeps ``exp(-m)``
+    at most 1, so very negative or masked rows cannot overflow. Equals softmax over
+    ``[x, 0]`` with the last entry dropped; the outputs sum to less than 1.
+    """
+    x, dtype = _upcast(x)
+    e, m = _masked_exp(x, axis, where, 0.0)
+    denom = jnp.exp(-m) + jnp.sum(e, axis=axis, keepdims=True)
+    return (e / denom).astype(dtype)
+
+
+def lse_1(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
+    """lse_1(x) = log(1 + sum_j exp(x_j)), reduced over ``axis``; its gradient is Softmax_1."""
+    x, dtype = _upcast(x)
+    e, m = _masked_exp(x, axis, where, 0.0)
+    out = m + jnp.log(jnp.exp(-m) + jnp.sum(e, axis=axis, keepdims=True))
+    return jnp.squeeze(out, axis=axis).astype(dtype)
+
+
+def logsumexp(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
+    """log(sum_j exp(x_j)) over ``axis``; -inf for a fully masked row."""
+    x, dtype = _upcast(x)
+    e, m = _masked_exp(x, axis, where, -jnp.inf)
+    out = m + jnp.log(jnp.sum(e, axis=axis, keepdims=True))
+    return jnp.squeeze(out, axis=axis).astype(dtype)
+
+
+def clipped_softmax(
+    x: jax.Array,
+    *,
+    gamma: float,
+    zeta: float,
+    axis: int = -1,
+    where: jax.Array | None = None,
+    normalizer: str = "softmax",
+) -> jax.Array:
+    """clip((zeta - gamma) * N(x) + gamma, 0, 1) with N softmax or softmax1.
+
+    Bondarenko et al. (2023): gamma < 0 lets a head give exact zeros; zeta > 1 exact ones.
+    Masked entries come out 0 whatever gamma is.
+    """
+    base = {"softmax": softmax, "softmax1": softmax_1}
+    if normalizer not in base:
+        raise ValueError(f"normalizer must be one of softmax, softmax1; got {normalizer!r}.")
+    if not zeta > gamma:
+        raise ValueError(f"zeta must be greater than gamma; got gamma={gamma}, zeta={zeta}.")
+    x, dtype = _upcast(x)
+    p = base[normalizer](x, axis=axis, where=where)
+    out = jnp.clip((zeta - gamma) * p + gamma, 0.0, 1.0)
+    if where is not None:
+        out = jnp.where(where, out, 0.0)
+    return out.astype(dtype)
+
+
+def normalize(
+    x: jax.Array,
+    normalizer: str,
+    *,
+    axis: int = -1,
+    where: jax.Array | None = None,
+    gamma: float | None = None,
+    zeta: float | None = None,
+) -> jax.Array:
+    """Applies a normalizer by name: softmax, softmax1, clipped or clipped_softmax1."""
+    check_normalizer(normalizer)
+    if normalizer == "softmax":
+        return softmax(x, axis=axis, where=where)
+    if normalizer == "softmax1":
+        return softmax_1(x, axis=axis, where=where)
+    if gamma is None or zeta is None:
+        raise ValueError(f"normalizer={normalizer!r} needs gamma and zeta; got {gamma}, {zeta}.")
+    base = "softmax1" if normalizer == "clipped_softmax1" else "softmax"
+    return clipped_softmax(x, gamma=gamma, zeta=zeta, axis=axis, where=where, normalizer=base)

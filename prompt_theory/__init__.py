@@ -1,0 +1,1 @@
+"""Prompt-tuning limits made executable: universality, capacity and efficiency."""
