@@ -81,7 +81,9 @@ def _fused(q, k, v, normalizer, mask, is_causal, scale):
     mask = _full_mask(mask, is_causal, t, k.shape[1])
     mask = jnp.broadcast_to(mask, jnp.broadcast_shapes(mask.shape, (1, 1, t, k.shape[1])))
     ones = jnp.ones(mask.shape[:-1] + (1,), bool)
-    return jax.nn.dot_product_attention(q, k1, v1, scale=scale, mask=jnp.concatenate([ones, mask], -1))
+    return jax.nn.dot_product_attention(
+        q, k1, v1, scale=scale, mask=jnp.concatenate([ones, mask], -1)
+    )
 
 
 def dot_product_attention(

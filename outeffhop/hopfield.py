@@ -49,9 +49,7 @@ def _step(x, patterns, beta, normalizer):
     return sm.normalize(scores, normalizer, axis=-1) @ patterns
 
 
-def hopfield_retrieve(
-    x, patterns, beta, normalizer: str = "softmax1", steps: int = 1
-) -> jax.Array:
+def hopfield_retrieve(x, patterns, beta, normalizer: str = "softmax1", steps: int = 1) -> jax.Array:
     """Applies ``steps`` retrieval updates x <- N(beta * patterns @ x) @ patterns."""
     x, patterns = _check(x, patterns, beta, normalizer)
     if steps < 0:
