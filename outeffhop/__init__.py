@@ -1,4 +1,7 @@
-"""OutEffHop: outlier-efficient modern Hopfield models and Softmax_1 attention in JAX."""
+"""OutEffHop: outlier-efficient modern Hopfield models and Softmax_1 attention in JAX.
+
+The masked, stable plain softmax is ``outeffhop.softmax.softmax`` (the module keeps its name).
+"""
 
 from outeffhop.attention import attention_weights, dot_product_attention
 from outeffhop.hopfield import hopfield_energy, hopfield_fixed_point, hopfield_retrieve
@@ -8,7 +11,6 @@ from outeffhop.softmax import (
     logsumexp,
     lse_1,
     normalize,
-    softmax,
     softmax_1,
 )
 
@@ -23,6 +25,5 @@ __all__ = [
     "logsumexp",
     "lse_1",
     "normalize",
-    "softmax",
     "softmax_1",
 ]
