@@ -1,0 +1,1 @@
+"""Experiments: each module exposes ``run(config, workdir) -> dict``."""
