@@ -3,6 +3,7 @@
 import os
 import sys
 import types
+from collections import Counter
 
 import grain
 import numpy as np
@@ -342,3 +343,37 @@ def test_hf_corpora_are_optional(monkeypatch, workdir):
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     ds, info = _make("clm", "eval", workdir, name="wikitext2", vocab_size=400)
     assert info.num_examples > 0 and next(iter(ds))["input_ids"].shape == (8, 32)
+
+
+def test_finite_epochs_give_equal_batch_counts_on_every_process(workdir):
+    lens = [len(_make("digits", "train", workdir, pi=p, pc=4, num_epochs=2)[0]) for p in range(4)]
+    assert lens == [2 * 1617 // 8] * 4
+    ds, info = _make("digits", "train", workdir, num_epochs=1)
+    x, _ = images.load_digits_images(8)
+    tr, _ = images.split_indices(1797, 0.1, 0)
+    train_rows = Counter(((x[i] - info.mean) / info.std).astype(np.float32).tobytes() for i in tr)
+    epoch_rows = Counter(im.tobytes() for b in ds for im in b["image"])
+    assert sum(epoch_rows.values()) == 1616 and epoch_rows <= train_rows  # each example once
+
+
+@pytest.mark.parametrize("preset", ["clm", "digits"])
+def test_eval_split_is_fixed_by_split_seed_not_seed(workdir, preset):
+    a = list(_make(preset, "eval", workdir)[0])
+    b = list(_make(preset, "eval", workdir, seed=7)[0])
+    c = list(_make(preset, "eval", workdir, split_seed=1)[0])
+    for x, y in zip(a, b, strict=True):
+        _same(x, y)
+    key = "image" if preset == "digits" else "input_ids"
+    assert not np.array_equal(a[0][key], c[0][key])
+
+
+@pytest.mark.slow
+def test_full_stdlib_corpus_and_default_pipelines(tmp_path):
+    docs = corpus.stdlib_documents(cache_dir=str(tmp_path))
+    assert sum(map(len, docs)) > 1_500_000
+    assert docs == corpus.stdlib_documents(cache_dir=str(tmp_path))  # cached copy agrees
+    for preset in ("mlm", "clm"):
+        ds, info = data.make_dataset(data.get_data_config(preset), "train", workdir=str(tmp_path),
+                                     process_index=0, process_count=1)  # fmt: skip
+        assert info.vocab_size == 8192 and info.num_examples > 3000
+        assert next(iter(ds))["input_ids"].shape == (16, 128)

@@ -56,7 +56,7 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
     d.val_fraction = 0.05 if preset in ("mlm", "clm") else 0.1  # held-out docs / images
     d.split_seed = 0  # fixes the train/val split
     d.seed = 0  # shuffling, masking and augmentation; each epoch reshuffles and re-masks
-    d.num_epochs = None  # train passes; None = repeat forever
+    d.num_epochs = 0  # train passes; 0 = repeat forever
     d.max_chars = 0  # cap on corpus characters (whole documents); 0 = all
     d.image_size = 8 if preset == "digits" else 32  # digits: multiple of 8; folders: resize to
     d.channels = 3  # image_folder: 1 (grayscale) or 3 (RGB); digits are always 1
@@ -81,8 +81,8 @@ def _pipeline(examples, n, *, train, seed, num_epochs, global_batch, pi, pc) -> 
     disjoint and together are exactly the single-process batch b.
     """
     if train:
-        ds = grain.MapDataset.range(n).shuffle(seed=seed).repeat(num_epochs)
-        if num_epochs is not None:  # equal batch counts on every process
+        ds = grain.MapDataset.range(n).shuffle(seed=seed).repeat(num_epochs or None)
+        if num_epochs:  # equal batch counts on every process
             ds = ds[: (n * num_epochs // global_batch) * global_batch]
     else:
         ds = grain.MapDataset.range(-(-n // global_batch) * global_batch)
@@ -164,7 +164,7 @@ def make_dataset(
 
     `config` is the experiment ConfigDict (its `.data` is read) or the data ConfigDict.
     `batch_size` (global) and `seed` override `data.batch_size` / `data.seed`. train:
-    shuffled, `num_epochs` passes (None = forever); eval/val: one ordered pass padded to full
+    shuffled, `num_epochs` passes (0 or None = forever); eval/val: one ordered pass padded to full
     batches. `iter(ds)` is checkpointable (get_state/set_state, grain.checkpoint).
     """
     dcfg = config.data if "data" in config else config
