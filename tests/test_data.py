@@ -6,6 +6,7 @@ import types
 from collections import Counter
 
 import grain
+import ml_collections
 import numpy as np
 import pytest
 from hypothesis import given
@@ -189,6 +190,9 @@ def test_clm_packing_reconstructs_the_stream():
 def test_clm_batches_are_shifted(workdir):
     ds, info = _make("clm", "train", workdir)
     b = _take(ds, 1)[0]
+    experiment = ml_collections.ConfigDict({"data": _cfg("clm")})  # reads experiment.data
+    _same(b, _take(data.make_dataset(experiment, "train", workdir=workdir)[0], 1)[0])
+    assert info.vocab_size <= SMALL["vocab_size"]  # the trainers' vocab_size is an upper bound
     assert set(b) == {"input_ids", "labels", "attention_mask", "segment_ids"}
     np.testing.assert_array_equal(b["labels"][:, :-1], b["input_ids"][:, 1:])
     assert info.eos_id == 2 and (b["input_ids"] < info.vocab_size).all()
