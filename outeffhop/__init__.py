@@ -5,6 +5,9 @@ The masked, stable plain softmax is ``outeffhop.softmax.softmax`` (the module ke
 
 from outeffhop.attention import attention_weights, dot_product_attention
 from outeffhop.hopfield import hopfield_energy, hopfield_fixed_point, hopfield_retrieve
+from outeffhop.hopfield_layers import HopfieldLayer, HopfieldPooling
+from outeffhop.layers import Hopfield
+from outeffhop.memory import associate, energy, retrieve
 from outeffhop.softmax import (
     NORMALIZERS,
     clipped_softmax,
@@ -16,6 +19,12 @@ from outeffhop.softmax import (
 
 __all__ = [
     "NORMALIZERS",
+    "Hopfield",
+    "HopfieldLayer",
+    "HopfieldPooling",
+    "associate",
+    "energy",
+    "retrieve",
     "attention_weights",
     "clipped_softmax",
     "dot_product_attention",
