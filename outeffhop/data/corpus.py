@@ -68,23 +68,20 @@ def _take(docs: Iterator[str], max_chars: int) -> list[str]:
 def stdlib_documents(max_chars: int = 0, cache_dir: str | None = None) -> list[str]:
     """The default offline corpus: English from the running Python's standard library.
 
-    `max_chars` > 0 stops after that many characters (whole documents); the full corpus
-    (~2.2 MB on CPython 3.11) is cached as JSON under `cache_dir` when given.
+    `max_chars` > 0 stops after that many characters (whole documents); 0 = all (~2.2 MB on
+    CPython 3.11). With `cache_dir` the result is cached there as JSON per Python and max_chars.
     """
-    if max_chars:
+    if not cache_dir:
         return _take(_iter_stdlib_documents(), max_chars)
-    cache = None
-    if cache_dir:
-        tag = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-        cache = pathlib.Path(cache_dir) / f"stdlib-corpus-py{tag}.json"
-        if cache.exists():
-            return json.loads(cache.read_text(encoding="utf-8"))
-    docs = list(_iter_stdlib_documents())
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(docs), encoding="utf-8")
-        tmp.replace(cache)
+    tag = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    cache = pathlib.Path(cache_dir) / f"stdlib-corpus-py{tag}-max{max_chars}.json"
+    if cache.exists():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    docs = _take(_iter_stdlib_documents(), max_chars)  # parses only as far as needed
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(docs), encoding="utf-8")
+    tmp.replace(cache)  # atomic: concurrent processes never read a half-written file
     return docs
 
 
