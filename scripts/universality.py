@@ -1,0 +1,18 @@
+"""Universality experiment: scripts/universality.py --config configs/universality.py:quick."""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from prompt_theory.universality_experiment import run
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/universality.py")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/universality", "Output directory.")
+
+
+def main(argv):
+    del argv
+    run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
