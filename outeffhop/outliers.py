@@ -1,0 +1,249 @@
+"""Activation outlier statistics: kurtosis and inf-norm of captured module outputs.
+
+The protocol is the reference code's (Bondarenko et al. 2023, reused by OutEffHop): capture
+the outputs of a model's module set, flatten each sample to a row of ``[B, T*D]``, compute
+per-sample kurtosis and inf-norm, average each module's values over the eval set, then report
+the mean kurtosis over modules ("avg kurtosis") and the max inf-norm over modules.
+
+Capture works through ``capture_intermediates`` with a filter on the module path, so it needs
+no change to model code. Paths are ``'/'.join(module.path)``, e.g. ``'encoder/layer_3/ffn_out'``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+KURTOSIS_EPS = 1e-6
+
+# Module sets per model family: regexes fully matched against the module path. "paper" is the
+# set the papers report; the others are for per-layer curves and diagnostics.
+MODULE_SETS: dict[str, dict[str, tuple[str, ...]]] = {}
+
+
+def kurtosis(x: jax.Array) -> jax.Array:
+    """Per-row kurtosis of ``x`` [B, N] -> [B]: ``mean((x - mu)^4) / (std^4 + 1e-6)``.
+
+    ``std`` is the unbiased (N - 1) standard deviation, as ``torch.std``. Not excess kurtosis:
+    a Gaussian row gives about 3. Computed in float32.
+    """
+    x = _rows(x, "kurtosis")
+    mu = jnp.mean(x, axis=1, keepdims=True)
+    std = jnp.std(x, axis=1, ddof=1)
+    mu4 = jnp.mean((x - mu) ** 4, axis=1)
+    return mu4 / (std**4 + KURTOSIS_EPS)
+
+
+def inf_norm(x: jax.Array) -> jax.Array:
+    """Per-row infinity norm of ``x`` [B, N] -> [B]: ``max_j |x_ij|``."""
+    return jnp.max(jnp.abs(_rows(x, "inf_norm")), axis=1)
+
+
+def _rows(x, fn):
+    x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"{fn}: x must be [B, N] with N >= 2; got shape {x.shape}.")
+    return x.astype(jnp.float32)
+
+
+def per_sample(x: jax.Array) -> jax.Array:
+    """Flatten ``x`` [B, ...] to [B, prod(...)] (one row per sample)."""
+    return jnp.reshape(x, (x.shape[0], -1))
+
+
+def register_module_set(family: str, name: str, patterns: Sequence[str]) -> None:
+    """Add (or replace) module set ``name`` of ``family``: regexes on module paths."""
+    for p in patterns:
+        re.compile(p)
+    MODULE_SETS.setdefault(family, {})[name] = tuple(patterns)
+
+
+def module_set(family: str, name: str = "paper") -> tuple[str, ...]:
+    """The path regexes of module set ``name`` for model ``family``."""
+    if family not in MODULE_SETS:
+        raise ValueError(f"family must be one of {sorted(MODULE_SETS)}; got {family!r}.")
+    if name not in MODULE_SETS[family]:
+        sets = sorted(MODULE_SETS[family])
+        raise ValueError(f"module set for {family!r} must be one of {sets}; got {name!r}.")
+    return MODULE_SETS[family][name]
+
+
+def _resolve(patterns: str | Sequence[str]) -> tuple[re.Pattern, ...]:
+    """``'family:name'`` (registry) or a sequence of regexes -> compiled regexes."""
+    if isinstance(patterns, str):
+        family, _, name = patterns.partition(":")
+        patterns = module_set(family, name or "paper")
+    if not patterns:
+        raise ValueError("patterns must name at least one module path regex; got none.")
+    return tuple(re.compile(p) for p in patterns)
+
+
+def path_name(path: Sequence[str]) -> str:
+    return "/".join(path)
+
+
+def capture(
+    model: nn.Module,
+    variables,
+    *args,
+    patterns: str | Sequence[str],
+    method: str = "__call__",
+    **kwargs,
+) -> tuple[object, dict[str, jax.Array]]:
+    """Run ``model.apply(variables, *args, **kwargs)``; return (output, {path: module output}).
+
+    Only ``method`` calls of modules whose path fully matches a pattern are kept. A module
+    called k > 1 times gives entries ``path#0 .. path#k-1``; a tuple output gives ``path[i]``.
+    """
+    regs = _resolve(patterns)
+
+    def keep(mdl, name):
+        return name == method and any(r.fullmatch(path_name(mdl.path)) for r in regs)
+
+    out, state = model.apply(
+        variables, *args, capture_intermediates=keep, mutable=["intermediates"], **kwargs
+    )
+    found = {}
+    flat = jax.tree_util.tree_flatten_with_path(
+        state.get("intermediates", {}), is_leaf=lambda x: isinstance(x, tuple)
+    )[0]
+    for keypath, calls in flat:
+        names = [k.key for k in keypath]
+        if names[-1] != method:
+            continue
+        base = path_name(names[:-1])
+        for i, val in enumerate(calls):
+            name = base if len(calls) == 1 else f"{base}#{i}"
+            leaves = jax.tree.leaves(val)
+            for j, leaf in enumerate(leaves):
+                found[name if len(leaves) == 1 else f"{name}[{j}]"] = leaf
+    return out, found
+
+
+def batch_outlier_stats(captured: Mapping[str, jax.Array]) -> dict[str, tuple[jax.Array, ...]]:
+    """{path: activation [B, ...]} -> {path: (kurtosis [B], inf_norm [B])}."""
+    return {k: (kurtosis(per_sample(v)), inf_norm(per_sample(v))) for k, v in captured.items()}
+
+
+class OutlierAccumulator:
+    """Host-side running means of per-sample kurtosis and inf-norm, per module."""
+
+    def __init__(self):
+        self.sums: dict[str, np.ndarray] = {}
+        self.count: dict[str, int] = {}
+
+    def update(self, stats: Mapping[str, tuple[jax.Array, jax.Array]]) -> None:
+        for name, (kurt, inf) in stats.items():
+            kurt, inf = np.asarray(kurt, np.float64), np.asarray(inf, np.float64)
+            s = np.array([kurt.sum(), inf.sum(), inf.max(initial=0.0)])
+            old = self.sums.get(name)
+            self.sums[name] = (
+                s if old is None else np.array([*(old[:2] + s[:2]), max(old[2], s[2])])
+            )
+            self.count[name] = self.count.get(name, 0) + kurt.shape[0]
+
+    def summary(self) -> dict:
+        """Per-module means, the papers' aggregates and per-layer curves."""
+        if not self.sums:
+            raise ValueError("no module matched the patterns; nothing was captured.")
+        per_module = {
+            k: {
+                "kurtosis": float(s[0] / self.count[k]),
+                "inf_norm": float(s[1] / self.count[k]),
+                "inf_norm_max": float(s[2]),
+            }
+            for k, s in sorted(self.sums.items())
+        }
+        kurts = [m["kurtosis"] for m in per_module.values()]
+        infs = [m["inf_norm"] for m in per_module.values()]
+        return {
+            "avg_kurtosis": float(np.mean(kurts)),
+            "max_kurtosis": float(np.max(kurts)),
+            "max_inf_norm": float(np.max(infs)),
+            "avg_inf_norm": float(np.mean(infs)),
+            "num_modules": len(per_module),
+            "num_samples": max(self.count.values()),
+            "per_module": per_module,
+            "per_layer": layer_curves(per_module),
+        }
+
+
+_LAYER = re.compile(r"^(.*?)(\d+)(.*)$")
+
+
+def layer_curves(per_module: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, list]]:
+    """Group modules by their path with the first integer replaced by ``*`` (the layer index).
+
+    Returns {template: {"layer": [...], "kurtosis": [...], "inf_norm": [...]}} sorted by layer;
+    paths without an integer are left out.
+    """
+    curves: dict[str, dict[str, list]] = {}
+    for name, stats in per_module.items():
+        m = _LAYER.match(name)
+        if m is None:
+            continue
+        c = curves.setdefault(f"{m[1]}*{m[3]}", {"layer": [], "kurtosis": [], "inf_norm": []})
+        c["layer"].append(int(m[2]))
+        c["kurtosis"].append(stats["kurtosis"])
+        c["inf_norm"].append(stats["inf_norm"])
+    for c in curves.values():
+        order = np.argsort(c["layer"])
+        for key in c:
+            c[key] = [c[key][i] for i in order]
+    return curves
+
+
+def default_inputs(batch) -> tuple[tuple, dict]:
+    """A batch is the model's single positional input."""
+    return (batch,), {}
+
+
+def outlier_stats(
+    model: nn.Module,
+    variables,
+    batches: Iterable,
+    patterns: str | Sequence[str],
+    *,
+    inputs_fn: Callable[[object], tuple[tuple, dict]] = default_inputs,
+    method: str = "__call__",
+) -> dict:
+    """Outlier statistics of ``model`` over ``batches`` (see ``OutlierAccumulator.summary``).
+
+    ``inputs_fn(batch) -> (args, kwargs)`` maps a batch to the arguments of ``model.apply``;
+    array kwargs are traced, others (flags such as ``deterministic``) must be hashable.
+    """
+    regs = tuple(r.pattern for r in _resolve(patterns))
+    compiled: dict[tuple, Callable] = {}
+    acc = OutlierAccumulator()
+    for batch in batches:
+        args, kwargs = inputs_fn(batch)
+        arrays = {k: v for k, v in kwargs.items() if isinstance(v, jax.Array | np.ndarray)}
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
+        if static not in compiled:
+            compiled[static] = jax.jit(_stats_fn(model, regs, method, dict(static)))
+        acc.update(compiled[static](variables, args, arrays))
+    return acc.summary()
+
+
+def _stats_fn(model, regs, method, static):
+    def stats(variables, args, arr_kwargs):
+        _, found = capture(
+            model, variables, *args, patterns=regs, method=method, **arr_kwargs, **static
+        )
+        return batch_outlier_stats(found)
+
+    return stats
+
+
+def histogram(
+    captured: Mapping[str, jax.Array], bins: int = 100
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{path: activation} -> {path: (counts [bins], edges [bins + 1])} over all entries."""
+    return {
+        k: np.histogram(np.asarray(v, np.float64).ravel(), bins=bins) for k, v in captured.items()
+    }
