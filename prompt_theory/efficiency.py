@@ -1,0 +1,161 @@
+"""The norm criterion of prompt-tuning inference and the choice between poly and exact attention.
+
+On Z = F_pre([P, X]) (n = L_p + L positions) the attention sees Q = Z W_Q, K = Z W_K.
+  B_Q = max |Q_ij|,  B_K = max |K_ij|             (entrywise max-norms, as in Alman and Song)
+  b   = scale * max_ij |q_i . k_j|                (the range of the exp argument; b <= s d B_Q B_K)
+  b_out: the same over the L output queries (a 1-layer readout needs only those rows)
+  B_eff = sqrt(scale * d) * max(B_Q, B_K)          (= B for the Alman-Song scale 1/d)
+Regime: B_eff < sqrt(log n) is the efficient side of the phase transition (B = o(sqrt(log n))
+admits n^{1+o(1)} time), past it no n^{2-Omega(1)} algorithm exists under SETH. At finite n
+the practical test is whether the degree needed for eps keeps the rank C(d+g, g) below n.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from prompt_theory import model as pm
+from prompt_theory import poly_attention as pa
+
+
+def _pre(params: dict, z: jax.Array) -> jax.Array:
+    """F_pre(Z) = Z + MLP_pre(Z), per token (identity without pre-FFN layers)."""
+    pre = params.get("ffn_pre", [])
+    return z + pm.mlp(pre, z) if pre else z
+
+
+def prompt_qkv(params: dict, prompt: jax.Array, x: jax.Array):
+    """Q, K, V [..., n, d] of the attention on F_pre([P, X])."""
+    z = _pre(params, pm.prepend_prompt(prompt, x))
+    return tuple(z @ params["attn"][w] for w in ("wq", "wk", "wv"))
+
+
+def norm_criterion(
+    params, prompt, x, *, scale="1/sqrt(d)", eps: float = 1e-3, exact_qk: bool | None = None
+) -> dict:
+    """The norm criterion on [P, X] as host floats.
+
+    B_Q, B_K: max |.| of all queries / keys; B_prompt: of the prompt rows only;
+    b = scale * max_ij |q_i . k_j| over all pairs (the paper's range of the exp argument);
+    b_out: the same over the L output queries only (all a 1-layer readout depends on);
+    ratio = B_eff / sqrt(log n) and regime (efficient if < 1, else hard);
+    degree = taylor_degree(b_out, eps) and rank = C(d + degree, degree) (-1 and inf past
+    MAX_DEGREE); poly_cheaper = rank < n. b and b_out are exact (n x n passes) when
+    ``exact_qk``, else O(n d) Cauchy-Schwarz bounds scale * max ||q_i|| max ||k_j||;
+    None picks exact for n <= 4096 (``b_is_exact`` says which).
+    """
+    q, k, _ = prompt_qkv(params, prompt, x)
+    n, d, lp = q.shape[-2], q.shape[-1], prompt.shape[0]
+    s = pm.score_scale(scale, d)
+    exact_qk = n <= 4096 if exact_qk is None else exact_qk
+    q_out = q[..., lp:, :]
+    if exact_qk:
+        logits = jnp.abs(jnp.einsum("...id,...jd->...ij", q, k))
+        b, b_out = jnp.max(logits), jnp.max(logits[..., lp:, :])
+    else:
+        k_norm = jnp.max(jnp.linalg.norm(k, axis=-1))
+        b = jnp.max(jnp.linalg.norm(q, axis=-1)) * k_norm
+        b_out = jnp.max(jnp.linalg.norm(q_out, axis=-1)) * k_norm
+    stats = {
+        "B_Q": jnp.max(jnp.abs(q)),
+        "B_K": jnp.max(jnp.abs(k)),
+        "B_prompt": jnp.maximum(jnp.max(jnp.abs(q[..., :lp, :])), jnp.max(jnp.abs(k[..., :lp, :]))),
+        "max_qk_scaled": s * b,
+        "max_qk_scaled_out": s * b_out,
+    }
+    out = {key: float(val) for key, val in jax.device_get(stats).items()}
+    b_eff = math.sqrt(s * d) * max(out["B_Q"], out["B_K"])
+    sqrt_log_n = math.sqrt(math.log(n)) if n > 1 else 0.0
+    ratio = b_eff / sqrt_log_n if n > 1 else math.inf
+    try:
+        degree = pa.taylor_degree(out["max_qk_scaled_out"], eps)
+        rank = pa.poly_rank(d, degree)
+    except ValueError:
+        degree, rank = -1, math.inf
+    out.update(
+        b_is_exact=bool(exact_qk),
+        n=n,
+        d=d,
+        scale=s,
+        B_eff=b_eff,
+        sqrt_log_n=sqrt_log_n,
+        ratio=ratio,
+        regime="efficient" if ratio < 1.0 else "hard",
+        eps=eps,
+        degree=degree,
+        rank=rank,
+        poly_cheaper=bool(rank < n),
+    )
+    return out
+
+
+def select_attention(crit: dict, *, max_degree: int = 8):
+    """(attention_fn or None for exact, info). Poly attention when the criterion holds in
+    practice: the degree reaching eps on the readout's range b_out is at most max_degree and
+    its rank is below n (cost n r d < n^2 d). The asymptotic regime is reported, not used:
+    at small n a hard-regime prompt can still be cheap to approximate, and vice versa."""
+    use_poly = 0 <= crit["degree"] <= max_degree and crit["poly_cheaper"]
+    rel = pa.taylor_rel_error(crit["max_qk_scaled_out"], max(crit["degree"], 0))
+    info = {
+        "attention": "poly" if use_poly else "exact",
+        "degree": crit["degree"] if use_poly else None,
+        "kernel_rel_error": rel if use_poly else 0.0,
+    }
+    return (pa.poly_attention_fn(crit["degree"]) if use_poly else None), info
+
+
+def prompted_inference(
+    params, prompt, x, *, scale="1/sqrt(d)", causal=False, eps=1e-3, max_degree=8
+) -> tuple[jax.Array, dict]:
+    """tau([P, X])[L_p:] with poly attention when the criterion holds, exact otherwise.
+
+    The info dict carries the criterion, the choice and the error estimate: the entrywise
+    bound eps_g / (1 - eps_g) * range(V) on the attention output (0 for exact attention),
+    with eps_g the exact relative Taylor error on [-b, b]; also the bound poly would give.
+    """
+    crit = norm_criterion(params, prompt, x, scale=scale, eps=eps)
+    fn, info = select_attention(crit, max_degree=max_degree)
+    v = prompt_qkv(params, prompt, x)[2]
+    v_range = float(jnp.max(jnp.max(v, -2) - jnp.min(v, -2)))
+    g = max(crit["degree"], 0)
+    info.update(
+        criterion=crit,
+        v_range=v_range,
+        poly_error_bound=math.inf
+        if crit["degree"] < 0
+        else pa.attention_error_bound(pa.taylor_rel_error(crit["max_qk_scaled_out"], g), v_range),
+        error_bound=pa.attention_error_bound(info["kernel_rel_error"], v_range),
+    )
+    out = pm.prompted(params, prompt, x, scale=scale, causal=causal, attention_fn=fn)
+    return out, info
+
+
+def prompt_norm(params, prompt) -> jax.Array:
+    """max |.| over the queries and keys of the prompt rows alone (differentiable)."""
+    z = _pre(params, prompt)
+    return jnp.maximum(
+        jnp.max(jnp.abs(z @ params["attn"]["wq"])), jnp.max(jnp.abs(z @ params["attn"]["wk"]))
+    )
+
+
+def norm_penalty(params, prompt, target: float) -> jax.Array:
+    """relu(B_prompt - target)^2: weight it into the loss to keep the prompt's B under target."""
+    return jax.nn.relu(prompt_norm(params, prompt) - target) ** 2
+
+
+def project_prompt(params, prompt, target: float) -> jax.Array:
+    """Rescale each prompt row so its query and key max-norms are <= target.
+
+    Exact when F_pre is the identity (q, k linear in P); a pre-FFN makes the map nonlinear,
+    so use norm_penalty there instead.
+    """
+    if params.get("ffn_pre"):
+        raise ValueError("project_prompt needs params without ffn_pre; use norm_penalty instead.")
+    if not target > 0:
+        raise ValueError(f"target must be positive; got {target!r}.")
+    q, k = prompt @ params["attn"]["wq"], prompt @ params["attn"]["wk"]
+    row = jnp.maximum(jnp.max(jnp.abs(q), -1), jnp.max(jnp.abs(k), -1))
+    return prompt * jnp.minimum(1.0, target / jnp.maximum(row, 1e-30))[:, None]
