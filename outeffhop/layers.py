@@ -21,15 +21,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from outeffhop import memory
+from outeffhop import entmax, memory
 from outeffhop import softmax as sm
 
 _init = nn.initializers.normal(stddev=0.02)
+# gsh: STanHop's Generalized Sparse Hopfield, alpha-entmax with a learned alpha per head.
+NORMALIZERS = (*sm.NORMALIZERS, "gsh")
 
 
 def _check_config(m) -> None:
     """Raises ValueError (one sentence naming the field) for a bad Hopfield configuration."""
-    sm.check_normalizer(m.normalizer)
+    sm.check_normalizer(m.normalizer, NORMALIZERS)
+    if m.normalizer == "gsh" and m.update_steps_max != 0:
+        raise ValueError(f"normalizer='gsh' needs update_steps_max=0; got {m.update_steps_max!r}.")
     if m.normalizer.startswith("clipped") and (m.gamma is None or m.zeta is None):
         raise ValueError(f"normalizer={m.normalizer!r} needs gamma and zeta; got None.")
     if not isinstance(m.num_heads, int) or m.num_heads < 1:
@@ -160,7 +164,7 @@ class Hopfield(nn.Module):
     concat_bias_pattern: bool = False  # append one learned key/value pattern
     add_zero_association: bool = False  # append a zero key/value (softmax -> Softmax_1)
     disable_out_projection: bool = False
-    normalizer: str = "softmax1"  # softmax | softmax1 | clipped | clipped_softmax1
+    normalizer: str = "softmax1"  # softmax | softmax1 | clipped | clipped_softmax1 | gsh
     gamma: float | None = None  # clipped normalizers: clip((zeta - gamma) N + gamma, 0, 1)
     zeta: float | None = None
     dtype: Any = None
@@ -224,6 +228,8 @@ class Hopfield(nn.Module):
         if self.concat_bias_pattern:
             self.bias_k = self.param("bias_k", _init, (h, 1, hd), self.param_dtype)
             self.bias_v = self.param("bias_v", _init, (h, 1, pd), self.param_dtype)
+        if self.normalizer == "gsh":  # alpha = 1 + sigmoid(param), 1.5 at init
+            self.gsh_alpha = self.param("gsh_alpha", nn.initializers.zeros, (h,), jnp.float32)
         self.drop = nn.Dropout(self.dropout)
 
     def _split(self, x, static: bool, size: int):
@@ -351,18 +357,21 @@ class Hopfield(nn.Module):
                 mask = jnp.concatenate([mask, jnp.ones(mask.shape[:-1] + (1,), bool)], axis=-1)
 
         steps_max = self.update_steps_max
-        xi, _ = memory.associate(
-            q,
-            k,
-            beta=self._beta(hd),
-            normalizer=self.normalizer,
-            update_steps_max=None if steps_max is None else _per_head(steps_max, np.int32),
-            update_steps_eps=_per_head(self.update_steps_eps, np.float32),
-            mask=mask,
-            gamma=self.gamma,
-            zeta=self.zeta,
-            stop_axes=(0,),
-        )
+        if self.normalizer == "gsh":
+            xi = self._gsh(q, k, hd, mask)
+        else:
+            xi, _ = memory.associate(
+                q,
+                k,
+                beta=self._beta(hd),
+                normalizer=self.normalizer,
+                update_steps_max=None if steps_max is None else _per_head(steps_max, np.int32),
+                update_steps_eps=_per_head(self.update_steps_eps, np.float32),
+                mask=mask,
+                gamma=self.gamma,
+                zeta=self.zeta,
+                stop_axes=(0,),
+            )
         self.sow("intermediates", "association", xi)
         weights = self.drop(xi, deterministic=deterministic or self.dropout == 0.0)
         out = jnp.einsum("bhls,bhsp->blhp", weights.astype(v.dtype), v)
@@ -372,3 +381,16 @@ class Hopfield(nn.Module):
         if self.association_activation is not None:
             out = getattr(jax.nn, self.association_activation)(out)
         return out, xi
+
+    def _gsh(self, q, k, hd, mask):
+        """GSH association: alpha-entmax(beta q k^T) per head, alpha = 1 + sigmoid(param) [H].
+
+        Masked entries get a large negative score (entmax gives them exact zeros); a fully
+        masked row comes out all zeros, as with the other normalizers.
+        """
+        scores = memory.association_scores(q, k, self._beta(hd))
+        if mask is not None:
+            scores = jnp.where(mask, scores, -1e9)
+        alpha = entmax.gsh_alpha(self.gsh_alpha)[:, None, None]
+        xi = entmax.entmax_bisect(scores, alpha)
+        return xi if mask is None else jnp.where(mask, xi, 0.0)
