@@ -1,0 +1,234 @@
+"""The training loop: sharded state creation, a pure jitted step, eval, checkpoints, logs."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from outeffhop.train import checkpoint, config_check, metrics_log, optim, sharding, tasks
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or inf loss, gradient or parameter."""
+
+
+def _keys(cfg):
+    init_key, train_key = jax.random.split(jax.random.key(cfg.seed))
+    return init_key, train_key
+
+
+def init_fn(rng, *, cfg, task, model, tx):
+    """The train state ``{step, params, opt_state}`` from an RNG key (run under jit)."""
+    batch = task.example_batch(cfg, 1)
+    params = nn.meta.unbox(task.init(model, {"params": rng, "dropout": rng}, batch))
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+
+def _param_specs(cfg, task, model):
+    """PartitionSpecs of the params from the model's logical axis names, or None."""
+    if task.logical_rules is None:
+        return None
+    batch = task.example_batch(cfg, 1)
+    boxed = jax.eval_shape(
+        lambda r: task.init(model, {"params": r, "dropout": r}, batch), _keys(cfg)[0]
+    )
+    rules = task.logical_rules(cfg.parallelism)
+    return nn.logical_to_mesh(nn.get_partition_spec(boxed), rules)
+
+
+def _accumulate(loss_fn, params, batch, rng, num_micro):
+    """Sum of (loss_sum, weight, correct) and grads of loss_sum over ``num_micro`` microbatches.
+
+    Microbatch i holds rows i, i + A, i + 2A, ... (A = num_micro), so every device keeps
+    its own rows and no data moves.
+    """
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if num_micro == 1:
+        (s, (w, c)), g = grad_fn(params, batch, rng)
+        return s, w, c, g
+
+    def split(x):
+        x = x.reshape(x.shape[0] // num_micro, num_micro, *x.shape[1:])
+        return jnp.swapaxes(x, 0, 1)
+
+    micro = jax.tree.map(split, batch)
+
+    def body(carry, xs):
+        mb, i = xs
+        (s, (w, c)), g = grad_fn(params, mb, jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, carry, (s, w, c, g)), None
+
+    zeros = (0.0, 0.0, 0.0, jax.tree.map(jnp.zeros_like, params))
+    zeros = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), zeros)
+    (s, w, c, g), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(num_micro)))
+    return s, w, c, g
+
+
+def train_step(state, batch, *, cfg, task, model, tx, schedule):
+    """One optimizer step on the global batch: pure, ``(state, batch) -> (state, metrics)``.
+
+    grads = grad(sum of per-token losses) / (number of weighted tokens), so the step is the
+    same for any split of the batch over devices, hosts and microbatches.
+    """
+    rng = jax.random.fold_in(_keys(cfg)[1], state["step"])
+
+    def loss_fn(params, mb, r):
+        s, w, c = task.loss(model, params, mb, r, True)
+        return s, (w, c)
+
+    s, w, c, g = _accumulate(loss_fn, state["params"], batch, rng, cfg.grad_accum_steps)
+    w = jnp.maximum(w, 1.0)
+    grads = jax.tree.map(lambda x: x / w, g)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = {
+        "loss": s / w,
+        "accuracy": c / w,
+        "grad_norm": optax.global_norm(grads),
+        "param_norm": optax.global_norm(params),
+        "lr": schedule(state["step"]),
+    }
+    return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+
+
+def eval_step(params, batch, *, task, model):
+    """Sums (loss, weight, correct) of one eval batch, no dropout."""
+    return task.loss(model, params, batch, jax.random.key(0), False)
+
+
+def _check_finite(step, values, last_saved):
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        kept = f"step {last_saved}" if last_saved is not None else "none"
+        raise NonFiniteLossError(
+            f"non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}; "
+            f"training stopped, last good checkpoint kept: {kept}."
+        )
+
+
+def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
+    """Train ``config`` in ``workdir`` (resuming from its newest checkpoint); return the state.
+
+    ``devices`` (default: all of every process) span the mesh.
+    Writes ``workdir/metrics.jsonl``, ``workdir/tb`` and ``workdir/checkpoints``. Raises
+    ValueError for a bad config or checkpoint before anything on disk changes, and
+    NonFiniteLossError (naming the step) when the loss goes NaN/inf.
+    """
+    cfg = config
+    sharding.maybe_initialize_distributed(cfg.distributed)
+    task = tasks.get_task(cfg.task)
+    mesh = sharding.make_mesh(devices)
+    config_check.validate(
+        cfg, task, num_devices=len(mesh.devices.flat), process_count=jax.process_count()
+    )
+    if task.check is not None:
+        task.check(cfg)
+    model = task.build_model(cfg)
+    schedule = optim.learning_rate_schedule(cfg.optim, cfg.num_steps)
+    tx = optim.make_optimizer(cfg.optim, cfg.num_steps)
+    init_key, _ = _keys(cfg)
+
+    init = functools.partial(init_fn, cfg=cfg, task=task, model=model, tx=tx)
+    abstract = jax.eval_shape(init, init_key)
+    shardings = sharding.state_shardings(
+        abstract, mesh, cfg.parallelism, cfg.fsdp_min_size, _param_specs(cfg, task, model)
+    )
+    resume_step = checkpoint.latest_compatible_step(workdir, abstract["params"])
+    if jax.process_count() > 1:  # every process inspects before any creates the directory
+        multihost_utils.sync_global_devices("outeffhop.train: checkpoints inspected")
+
+    pidx, pcount = jax.process_index(), jax.process_count()
+    data_iter = task.train_iter(cfg, workdir, pidx, pcount)
+    mngr = checkpoint.make_manager(workdir, cfg.max_to_keep)
+    if resume_step is None:
+        state = jax.jit(init, out_shardings=shardings)(init_key)
+    else:
+        target = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+        )
+        state = checkpoint.restore(mngr, resume_step, target, data_iter)
+        logging.info("resumed from %s step %d", mngr.directory, resume_step)
+
+    replicated = NamedSharding(mesh, P())
+    batch_sh = sharding.batch_sharding(mesh)
+    step_fn = jax.jit(
+        functools.partial(train_step, cfg=cfg, task=task, model=model, tx=tx, schedule=schedule),
+        in_shardings=(shardings, batch_sh),
+        out_shardings=(shardings, replicated),
+        donate_argnums=0,
+    )
+    eval_fn = jax.jit(
+        functools.partial(eval_step, task=task, model=model),
+        in_shardings=(shardings["params"], batch_sh),
+        out_shardings=replicated,
+    )
+    eval_batches = [
+        sharding.global_batch(b, mesh) for b in task.eval_batches(cfg, workdir, pidx, pcount)
+    ]
+    start = int(jax.device_get(state["step"]))
+    log = metrics_log.MetricsLog(
+        workdir,
+        enabled=pidx == 0,
+        start_step=start,
+        num_steps=cfg.num_steps,
+        progress_bar=cfg.progress_bar,
+    )
+    tokens_per_step = cfg.batch_size * task.tokens_per_example(cfg)
+    last_saved = resume_step
+    pending = None
+    clock = {"t": time.perf_counter(), "step": start}
+
+    def settle(item):
+        """Fetch a finished step's metrics (one step late), check them, log them."""
+        step, dev_metrics = item
+        values = {k: float(v) for k, v in jax.device_get(dev_metrics).items()}
+        _check_finite(step, values, last_saved)
+        log.advance(step)
+        if step % cfg.log_every == 0 or step == cfg.num_steps:
+            now = time.perf_counter()
+            dt = max(now - clock["t"], 1e-9)
+            values["tokens_per_s"] = tokens_per_step * (step - clock["step"]) / dt
+            clock.update(t=now, step=step)
+            log.write(step, values)
+
+    try:
+        for step in range(start + 1, cfg.num_steps + 1):
+            batch = sharding.global_batch(next(data_iter), mesh)
+            state, dev_metrics = step_fn(state, batch)
+            if cfg.sync_every_step:
+                jax.block_until_ready(dev_metrics)
+            if pending is not None:
+                settle(pending)
+            pending = (step, dev_metrics)
+            is_last = step == cfg.num_steps
+            do_eval = bool(eval_batches) and (
+                is_last or (cfg.eval_every and step % cfg.eval_every == 0)
+            )
+            do_save = is_last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+            if do_eval or do_save:
+                settle(pending)  # a checkpoint is written only after its step checked finite
+                pending = None
+            if do_eval:
+                sums = [eval_fn(state["params"], b) for b in eval_batches]
+                s, w, c = (float(sum(x[i] for x in jax.device_get(sums))) for i in range(3))
+                log.write(step, {"eval_loss": s / max(w, 1.0), "eval_accuracy": c / max(w, 1.0)})
+            if do_save:
+                checkpoint.save(mngr, step, state, data_iter)
+                last_saved = step
+        if pending is not None:
+            settle(pending)
+    finally:
+        mngr.wait_until_finished()
+        mngr.close()
+        log.close()
+    return state

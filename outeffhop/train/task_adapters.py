@@ -1,0 +1,141 @@
+"""Tasks for the study's models: BERT (MLM), OPT (causal LM), ViT (classification).
+
+``config.model`` is a ``models.get_config(preset)`` ConfigDict, ``config.data`` a
+``data.get_data_config(...)`` one; ``config.batch_size`` overrides ``data.batch_size``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from outeffhop import data, models
+from outeffhop.train import tasks
+
+
+def _loss(model, params, batch, rng, train):
+    """Sums for the trainer from the model's mean loss: mean * n scored targets."""
+    logits = model.apply(
+        {"params": params},
+        **models.model_inputs(model.config, batch),
+        deterministic=not train,
+        rngs={"dropout": rng},
+    )
+    mean, m = models.loss_fn(model.config)(logits, batch)
+    n = m["num_tokens"]
+    return mean * n, n, m["accuracy"] * n
+
+
+def _init(model, rngs, batch):
+    """Boxed (logically partitioned) params; the trainer unboxes them."""
+    inputs = models.model_inputs(model.config, batch)
+    return model.init(rngs, **inputs, deterministic=True)["params"]
+
+
+def _train_iter(cfg, workdir, process_index, process_count):
+    ds, _ = data.make_dataset(
+        cfg,
+        "train",
+        workdir=workdir,
+        process_index=process_index,
+        process_count=process_count,
+        batch_size=cfg.batch_size,
+    )
+    return iter(ds)
+
+
+def _eval_batches(cfg, workdir, process_index, process_count):
+    ds, _ = data.make_dataset(
+        cfg,
+        "eval",
+        workdir=workdir,
+        process_index=process_index,
+        process_count=process_count,
+        batch_size=cfg.batch_size,
+    )
+    it = iter(ds)
+    return [next(it) for _ in range(min(cfg.eval_steps, len(ds)))]
+
+
+def _text_example(cfg, n):
+    ids = models.dummy_inputs(cfg.model, batch_size=n, seq_len=cfg.data.seq_len)
+    return {**ids, "labels": ids["input_ids"]}
+
+
+def _check_text(cfg):
+    if cfg.model.vocab_size < cfg.data.vocab_size:
+        raise ValueError(
+            f"config.model.vocab_size must be >= config.data.vocab_size "
+            f"{cfg.data.vocab_size}; got {cfg.model.vocab_size}."
+        )
+    if cfg.data.seq_len > cfg.model.max_len:
+        raise ValueError(
+            f"config.data.seq_len must be <= config.model.max_len {cfg.model.max_len}; "
+            f"got {cfg.data.seq_len}."
+        )
+
+
+def _check_image(cfg):
+    for field in ("image_size",):
+        if cfg.data[field] != cfg.model[field]:
+            raise ValueError(
+                f"config.data.{field} must equal config.model.{field} {cfg.model[field]}; "
+                f"got {cfg.data[field]}."
+            )
+
+
+_MODEL_SIZES = ("model.num_layers", "model.d_model", "model.num_heads", "model.d_ff")
+_TEXT_SIZES = ("model.vocab_size", "model.max_len", "data.vocab_size", "data.seq_len")
+
+
+def _rules(parallelism):
+    return models.logical_axis_rules(parallelism, "data")
+
+
+def _build(cfg):
+    return models.build_model(cfg.model)
+
+
+def _text_task(name):
+    def make():
+        return tasks.Task(
+            name=name,
+            build_model=_build,
+            init=_init,
+            loss=_loss,
+            example_batch=_text_example,
+            train_iter=_train_iter,
+            eval_batches=_eval_batches,
+            tokens_per_example=lambda cfg: cfg.data.seq_len,
+            logical_rules=_rules,
+            check=_check_text,
+            positive_fields=_MODEL_SIZES + _TEXT_SIZES,
+            path_fields=("data.path",),
+        )
+
+    return make
+
+
+bert_task = _text_task("bert")
+opt_task = _text_task("opt")
+
+
+def _image_example(cfg, n):
+    images = models.dummy_inputs(cfg.model, batch_size=n)["images"]
+    return {"image": images, "label": np.zeros((n,), np.int32)}
+
+
+def vit_task() -> tasks.Task:
+    return tasks.Task(
+        name="vit",
+        build_model=_build,
+        init=_init,
+        loss=_loss,
+        example_batch=_image_example,
+        train_iter=_train_iter,
+        eval_batches=_eval_batches,
+        tokens_per_example=lambda cfg: (cfg.model.image_size // cfg.model.patch_size) ** 2 + 1,
+        logical_rules=_rules,
+        check=_check_image,
+        positive_fields=_MODEL_SIZES + ("model.image_size", "model.patch_size", "data.image_size"),
+        path_fields=("data.path",),
+    )
