@@ -12,6 +12,7 @@ the practical test is whether the degree needed for eps keeps the rank C(d+g, g)
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -33,6 +34,26 @@ def prompt_qkv(params: dict, prompt: jax.Array, x: jax.Array):
     return tuple(z @ params["attn"][w] for w in ("wq", "wk", "wv"))
 
 
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _qk_stats(params, prompt, x, s, exact_qk):
+    q, k, _ = prompt_qkv(params, prompt, x)
+    lp = prompt.shape[0]
+    if exact_qk:
+        logits = jnp.abs(jnp.einsum("...id,...jd->...ij", q, k))
+        b, b_out = jnp.max(logits), jnp.max(logits[..., lp:, :])
+    else:
+        k_norm = jnp.max(jnp.linalg.norm(k, axis=-1))
+        b = jnp.max(jnp.linalg.norm(q, axis=-1)) * k_norm
+        b_out = jnp.max(jnp.linalg.norm(q[..., lp:, :], axis=-1)) * k_norm
+    return {
+        "B_Q": jnp.max(jnp.abs(q)),
+        "B_K": jnp.max(jnp.abs(k)),
+        "B_prompt": jnp.maximum(jnp.max(jnp.abs(q[..., :lp, :])), jnp.max(jnp.abs(k[..., :lp, :]))),
+        "max_qk_scaled": s * b,
+        "max_qk_scaled_out": s * b_out,
+    }
+
+
 def norm_criterion(
     params, prompt, x, *, scale="1/sqrt(d)", eps: float = 1e-3, exact_qk: bool | None = None
 ) -> dict:
@@ -47,25 +68,11 @@ def norm_criterion(
     ``exact_qk``, else O(n d) Cauchy-Schwarz bounds scale * max ||q_i|| max ||k_j||;
     None picks exact for n <= 4096 (``b_is_exact`` says which).
     """
-    q, k, _ = prompt_qkv(params, prompt, x)
-    n, d, lp = q.shape[-2], q.shape[-1], prompt.shape[0]
+    q, k, _ = jax.eval_shape(prompt_qkv, params, prompt, x)
+    n, d = q.shape[-2], q.shape[-1]
     s = pm.score_scale(scale, d)
     exact_qk = n <= 4096 if exact_qk is None else exact_qk
-    q_out = q[..., lp:, :]
-    if exact_qk:
-        logits = jnp.abs(jnp.einsum("...id,...jd->...ij", q, k))
-        b, b_out = jnp.max(logits), jnp.max(logits[..., lp:, :])
-    else:
-        k_norm = jnp.max(jnp.linalg.norm(k, axis=-1))
-        b = jnp.max(jnp.linalg.norm(q, axis=-1)) * k_norm
-        b_out = jnp.max(jnp.linalg.norm(q_out, axis=-1)) * k_norm
-    stats = {
-        "B_Q": jnp.max(jnp.abs(q)),
-        "B_K": jnp.max(jnp.abs(k)),
-        "B_prompt": jnp.maximum(jnp.max(jnp.abs(q[..., :lp, :])), jnp.max(jnp.abs(k[..., :lp, :]))),
-        "max_qk_scaled": s * b,
-        "max_qk_scaled_out": s * b_out,
-    }
+    stats = _qk_stats(params, prompt, x, s, bool(exact_qk))
     out = {key: float(val) for key, val in jax.device_get(stats).items()}
     b_eff = math.sqrt(s * d) * max(out["B_Q"], out["B_K"])
     sqrt_log_n = math.sqrt(math.log(n)) if n > 1 else 0.0
