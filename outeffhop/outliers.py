@@ -21,9 +21,43 @@ import numpy as np
 
 KURTOSIS_EPS = 1e-6
 
-# Module sets per model family: regexes fully matched against the module path. "paper" is the
-# set the papers report; the others are for per-layer curves and diagnostics.
-MODULE_SETS: dict[str, dict[str, tuple[str, ...]]] = {}
+# Module sets per model family: regexes fully matched against the module path (names as
+# documented in outeffhop/models/__init__.py; a test keeps "paper" equal to
+# models.OUTLIER_MODULES). "paper" is the set the papers report; "ffn" the FFN outputs (fc2);
+# "layers" the residual layer outputs; "attention" the attention block outputs.
+_L = r"layer_\d+"
+MODULE_SETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "bert": {
+        "paper": (rf"{_L}/ffn_out", rf"{_L}/output_ln"),
+        "ffn": (rf"{_L}/ffn_out",),
+        "layers": (rf"{_L}/output_ln",),
+        "attention": (rf"{_L}/attention",),
+    },
+    "opt": {
+        "paper": (
+            _L,
+            rf"{_L}/ffn_out",
+            rf"{_L}/attention/out_proj",
+            rf"{_L}/(attention|ffn)_ln",
+            "final_ln",
+        ),
+        "ffn": (rf"{_L}/ffn_out",),
+        "layers": (_L,),
+        "attention": (rf"{_L}/attention",),
+    },
+    "vit": {
+        "paper": (
+            "patch_embedding",
+            _L,
+            rf"{_L}/(attention_ln|ffn_ln|ffn_in|ffn_out)",
+            rf"{_L}/attention/out_proj",
+            "final_ln",
+        ),
+        "ffn": (rf"{_L}/ffn_out",),
+        "layers": (_L,),
+        "attention": (rf"{_L}/attention",),
+    },
+}
 
 
 def kurtosis(x: jax.Array) -> jax.Array:
@@ -210,12 +244,14 @@ def outlier_stats(
     patterns: str | Sequence[str],
     *,
     inputs_fn: Callable[[object], tuple[tuple, dict]] = default_inputs,
+    valid_fn: Callable[[object], np.ndarray] | None = None,
     method: str = "__call__",
 ) -> dict:
     """Outlier statistics of ``model`` over ``batches`` (see ``OutlierAccumulator.summary``).
 
     ``inputs_fn(batch) -> (args, kwargs)`` maps a batch to the arguments of ``model.apply``;
     array kwargs are traced, others (flags such as ``deterministic``) must be hashable.
+    ``valid_fn(batch) -> bool [B]`` drops rows (eval padding) from the statistics.
     """
     regs = tuple(r.pattern for r in _resolve(patterns))
     compiled: dict[tuple, Callable] = {}
@@ -226,7 +262,11 @@ def outlier_stats(
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
         if static not in compiled:
             compiled[static] = jax.jit(_stats_fn(model, regs, method, dict(static)))
-        acc.update(compiled[static](variables, args, arrays))
+        stats = compiled[static](variables, args, arrays)
+        if valid_fn is not None:
+            keep = np.asarray(valid_fn(batch), bool)
+            stats = {k: (np.asarray(a)[keep], np.asarray(b)[keep]) for k, (a, b) in stats.items()}
+        acc.update(stats)
     return acc.summary()
 
 
