@@ -27,13 +27,18 @@ def _check(x, patterns, beta, normalizer):
             f"x must be [..., d] with d = patterns.shape[-1] = {patterns.shape[-1]}; "
             f"got shape {x.shape}."
         )
+    if jnp.ndim(beta) != 0:
+        raise ValueError(f"beta must be a positive scalar; got shape {jnp.shape(beta)}.")
     try:
-        bad = bool(jnp.any(jnp.asarray(beta) <= 0))
+        bad = not bool(jnp.asarray(beta) > 0)
     except jax.errors.ConcretizationTypeError:  # traced beta: cannot check here
         bad = False
     if bad:
-        raise ValueError(f"beta must be positive; got {beta}.")
-    return x, patterns
+        raise ValueError(f"beta must be a positive scalar; got {beta}.")
+    dtype = jnp.result_type(x, patterns)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.dtype(jnp.float32)
+    return x.astype(dtype), patterns.astype(dtype)
 
 
 def hopfield_energy(x, patterns, beta, normalizer: str = "softmax1") -> jax.Array:
@@ -84,7 +89,7 @@ def hopfield_fixed_point(
 
     def body(carry):
         x, steps, done, i = carry
-        x_new = _step(x, patterns, beta, normalizer)
+        x_new = _step(x, patterns, beta, normalizer).astype(x.dtype)
         delta = jnp.max(jnp.abs(x_new - x), axis=-1)
         x = jnp.where(done[..., None], x, x_new)
         steps = steps + (~done).astype(jnp.int32)

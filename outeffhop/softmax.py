@@ -8,6 +8,8 @@ zeros with finite gradients.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -22,6 +24,14 @@ def check_normalizer(normalizer: str, allowed: tuple[str, ...] = NORMALIZERS) ->
     return normalizer
 
 
+def _concrete(flag) -> bool:
+    """True iff ``flag`` is concretely true anywhere; traced values count as False."""
+    try:
+        return bool(jnp.any(flag))
+    except jax.errors.ConcretizationTypeError:
+        return False
+
+
 def _upcast(x: jax.Array) -> tuple[jax.Array, jnp.dtype]:
     x = jnp.asarray(x)
     dtype = x.dtype
@@ -32,61 +42,90 @@ def _upcast(x: jax.Array) -> tuple[jax.Array, jnp.dtype]:
     return x, dtype
 
 
-def _masked_exp(x, axis, where, floor):
-    """exp(x - m) with m = max(stop_gradient(max x), floor); masked entries are 0.
+def _prepare(x, where):
+    """Upcasts ``x`` and sets entries where ``where`` is False to -inf."""
+    x, dtype = _upcast(x)
+    if where is not None:
+        where = jnp.asarray(where)
+        try:
+            where = jnp.broadcast_to(where.astype(bool), x.shape)
+        except ValueError:
+            raise ValueError(
+                f"where must be a boolean mask broadcastable to x's shape {x.shape}; "
+                f"got shape {where.shape}."
+            ) from None
+        x = jnp.where(where, x, -jnp.inf)
+    return x, dtype
 
-    The double ``where`` keeps gradients finite at masked (possibly -inf) entries.
+
+def _parts(x, axis, one):
+    """m, exp(x - m) and the denominator, with m = max(max_j x_j, 0 if one else -inf).
+
+    Rows that are all -inf (fully masked) get m = 0, so nothing overflows.
     """
-    if where is not None:
-        where = jnp.broadcast_to(where, x.shape)
-        x = jnp.where(where, x, 0.0)
-        m = jnp.max(jnp.where(where, x, -jnp.inf), axis=axis, keepdims=True)
-    else:
-        m = jnp.max(x, axis=axis, keepdims=True)
-    m = jax.lax.stop_gradient(jnp.maximum(m, floor))
-    m = jnp.where(jnp.isfinite(m), m, 0.0)  # fully masked (or all -inf) rows
+    m = jnp.max(x, axis=axis, keepdims=True)
+    m = jnp.maximum(m, 0.0) if one else jnp.where(jnp.isfinite(m), m, 0.0)
     e = jnp.exp(x - m)
-    if where is not None:
-        e = jnp.where(where, e, 0.0)
-    return e, m
+    denom = jnp.sum(e, axis=axis, keepdims=True)
+    return m, e, denom + jnp.exp(-m) if one else denom
+
+
+# Softmax and Softmax_1 share the Jacobian diag(y) - y y^T, so one custom JVP serves
+# both: it keeps only y for the backward pass and is finite at -inf (masked) entries.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _normalized(x, axis, one):
+    _, e, denom = _parts(x, axis, one)
+    return e / (denom if one else jnp.where(denom > 0, denom, 1.0))
+
+
+@_normalized.defjvp
+def _normalized_jvp(axis, one, primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    y = _normalized(x, axis, one)
+    return y, y * (x_dot - jnp.sum(y * x_dot, axis=axis, keepdims=True))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _lse(x, axis, one):
+    m, _, denom = _parts(x, axis, one)
+    return jnp.squeeze(m + jnp.log(denom), axis=axis)
+
+
+@_lse.defjvp
+def _lse_jvp(axis, one, primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    y = _normalized(x, axis, one)
+    return _lse(x, axis, one), jnp.sum(y * x_dot, axis=axis)
 
 
 def softmax(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
     """softmax(x)_i = exp(x_i) / sum_j exp(x_j); a fully masked row gives zeros."""
-    x, dtype = _upcast(x)
-    e, _ = _masked_exp(x, axis, where, -jnp.inf)
-    denom = jnp.sum(e, axis=axis, keepdims=True)
-    return (e / jnp.where(denom > 0, denom, 1.0)).astype(dtype)
+    x, dtype = _prepare(x, where)
+    return _normalized(x, axis, False).astype(dtype)
 
 
 def softmax_1(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
     """Softmax_1(x)_i = exp(x_i) / (1 + sum_j exp(x_j)).
 
-    Stable form: with m = max(stop_gradient(max_j x_j), 0),
+    Stable form: with m = max(max_j x_j, 0) (no gradient flows through m),
     ``exp(x - m) / (exp(-m) + sum_j exp(x_j - m))``. Clamping m at 0 keeps ``exp(-m)``
     at most 1, so very negative or masked rows cannot overflow. Equals softmax over
     ``[x, 0]`` with the last entry dropped; the outputs sum to less than 1.
     """
-    x, dtype = _upcast(x)
-    e, m = _masked_exp(x, axis, where, 0.0)
-    denom = jnp.exp(-m) + jnp.sum(e, axis=axis, keepdims=True)
-    return (e / denom).astype(dtype)
+    x, dtype = _prepare(x, where)
+    return _normalized(x, axis, True).astype(dtype)
 
 
 def lse_1(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
     """lse_1(x) = log(1 + sum_j exp(x_j)), reduced over ``axis``; its gradient is Softmax_1."""
-    x, dtype = _upcast(x)
-    e, m = _masked_exp(x, axis, where, 0.0)
-    out = m + jnp.log(jnp.exp(-m) + jnp.sum(e, axis=axis, keepdims=True))
-    return jnp.squeeze(out, axis=axis).astype(dtype)
+    x, dtype = _prepare(x, where)
+    return _lse(x, axis, True).astype(dtype)
 
 
 def logsumexp(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
-    """log(sum_j exp(x_j)) over ``axis``; -inf for a fully masked row."""
-    x, dtype = _upcast(x)
-    e, m = _masked_exp(x, axis, where, -jnp.inf)
-    out = m + jnp.log(jnp.sum(e, axis=axis, keepdims=True))
-    return jnp.squeeze(out, axis=axis).astype(dtype)
+    """log(sum_j exp(x_j)) over ``axis``; -inf (zero gradient) for a fully masked row."""
+    x, dtype = _prepare(x, where)
+    return _lse(x, axis, False).astype(dtype)
 
 
 def clipped_softmax(
@@ -106,10 +145,11 @@ def clipped_softmax(
     base = {"softmax": softmax, "softmax1": softmax_1}
     if normalizer not in base:
         raise ValueError(f"normalizer must be one of softmax, softmax1; got {normalizer!r}.")
-    if not zeta > gamma:
+    if _concrete(zeta <= gamma):
         raise ValueError(f"zeta must be greater than gamma; got gamma={gamma}, zeta={zeta}.")
     x, dtype = _upcast(x)
     p = base[normalizer](x, axis=axis, where=where)
+    where = None if where is None else jnp.asarray(where, bool)
     out = jnp.clip((zeta - gamma) * p + gamma, 0.0, 1.0)
     if where is not None:
         out = jnp.where(where, out, 0.0)
