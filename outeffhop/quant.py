@@ -311,8 +311,8 @@ def quantized(forward: Forward, ranges: Mapping | None, config: QuantConfig) -> 
     return quant_forward
 
 
-def mean_metrics(forward: Forward, variables, batches: Iterable) -> dict[str, float]:
-    """Mean over ``batches`` of each scalar in ``forward(variables, batch)`` (jitted)."""
+def sum_metrics(forward: Forward, variables, batches: Iterable) -> tuple[dict[str, float], int]:
+    """(sum over ``batches`` of each scalar in ``forward(variables, batch)``, batch count)."""
     fn = jax.jit(forward)
     sums: dict[str, float] = {}
     n = 0
@@ -322,6 +322,12 @@ def mean_metrics(forward: Forward, variables, batches: Iterable) -> dict[str, fl
         n += 1
     if n == 0:
         raise ValueError("batches must hold at least one batch; got none.")
+    return sums, n
+
+
+def mean_metrics(forward: Forward, variables, batches: Iterable) -> dict[str, float]:
+    """Mean over ``batches`` of each scalar in ``forward(variables, batch)`` (jitted)."""
+    sums, n = sum_metrics(forward, variables, batches)
     return {k: v / n for k, v in sums.items()}
 
 

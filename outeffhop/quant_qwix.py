@@ -24,9 +24,12 @@ import qwix
 from outeffhop import quant
 
 DENSE_INPUTS = quant.Site(module_type="Dense|DenseGeneral")
+# Every module but a tied LM head (``word_embeddings.attend``): qwix would take the
+# embedding table for an activation, and the papers keep the LM head in float.
+DEFAULT_MODULE_PATH = r"(?!word_embeddings).*"
 
 
-def rules(module_path: str = ".*", *, per_channel: bool = False) -> list:
+def rules(module_path: str = DEFAULT_MODULE_PATH, *, per_channel: bool = False) -> list:
     """The qwix rule: int8 weights and static int8 activations on ``dot_general`` ops."""
     return [
         qwix.QtRule(
@@ -115,7 +118,7 @@ def int8_ptq(
     variables,
     ranges: dict,
     *init_args,
-    module_path: str = ".*",
+    module_path: str = DEFAULT_MODULE_PATH,
     per_channel: bool = False,
     **init_kwargs,
 ) -> tuple[nn.Module, dict]:
@@ -146,7 +149,7 @@ def int8_evaluate(
     eval_batches: Iterable,
     *init_args,
     estimator: str = "running_minmax",
-    module_path: str = ".*",
+    module_path: str = DEFAULT_MODULE_PATH,
     per_channel: bool = False,
     **init_kwargs,
 ) -> dict[str, float]:
