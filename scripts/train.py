@@ -8,7 +8,7 @@ Exit status: 0 done, 1 bad config or checkpoint, 2 non-finite loss.
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from outeffhop.train import NonFiniteLossError, train_and_evaluate
@@ -20,6 +20,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     try:
         train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except ValueError as e:

@@ -1,6 +1,8 @@
 """The trainer: schedules, sharding equivalence, exact resume, NaN guard, bad configs."""
 
+import functools
 import hashlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -11,8 +13,18 @@ import time
 import jax
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
-from outeffhop.train import NonFiniteLossError, optim, register_task, tasks, toy
+from outeffhop.train import (
+    NonFiniteLossError,
+    config_check,
+    loop,
+    optim,
+    register_task,
+    sharding,
+    tasks,
+    toy,
+)
 from outeffhop.train import train_and_evaluate as train
 from outeffhop.train.metrics_log import read_metrics
 
@@ -214,3 +226,59 @@ def test_script_exits_nonzero_on_bad_config(tmp_path):
     assert out.returncode == 1
     assert "config.optim.schedule must be one of" in out.stderr
     assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def _load_config(name, preset):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(preset)
+
+
+@pytest.mark.parametrize("name", ["bert", "opt", "vit"])
+def test_config_presets_are_valid(name):
+    for preset in ("quick", "cpu", "paper"):
+        c = _load_config(name, preset)
+        task = tasks.get_task(c.task)
+        c.data.path = ""  # the paper ViT preset needs a user's ImageNet folder
+        config_check.validate(c, task, num_devices=8)
+        task.check(c)
+        task.build_model(c)
+    with pytest.raises(ValueError, match="preset must be one of quick, cpu, paper"):
+        _load_config(name, "huge")
+
+
+def test_model_params_and_adam_moments_follow_the_logical_fsdp_rules():
+    c = _load_config("vit", "quick")
+    task = tasks.get_task("vit")
+    model = task.build_model(c)
+    tx = optim.make_optimizer(c.optim, c.num_steps)
+    init = functools.partial(loop.init_fn, cfg=c, task=task, model=model, tx=tx)
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    specs = loop._param_specs_for(c, task, model, "fsdp")
+    mesh = sharding.make_mesh()
+    sh = sharding.state_shardings(abstract, mesh, "fsdp", 0, specs)
+    kernel = sh["params"]["layer_0"]["ffn_in"]["kernel"]  # [embed, mlp]
+    assert kernel.spec == P("data", None)
+    shape = abstract["params"]["layer_0"]["ffn_in"]["kernel"].shape
+    opt_sh, opt_abs = jax.tree.leaves(sh["opt_state"]), jax.tree.leaves(abstract["opt_state"])
+    moments = [s for s, x in zip(opt_sh, opt_abs, strict=True) if x.shape == shape]
+    assert len(moments) == 2 * c.model.num_layers  # Adam mu and nu of every ffn_in
+    assert all(m == kernel for m in moments)
+    dp = sharding.state_shardings(
+        abstract, mesh, "dp", 0, loop._param_specs_for(c, task, model, "dp")
+    )
+    assert all(x.is_fully_replicated for x in jax.tree.leaves(dp))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bert", "opt", "vit"])
+def test_quick_presets_train_fsdp_on_eight_devices(tmp_path, name):
+    """The model adapters end to end: tokenizer/data pipeline, FSDP shardings, eval, save."""
+    c = _load_config(name, "quick")
+    c.parallelism, c.num_steps, c.eval_steps, c.log_every = "fsdp", 3, 1, 1
+    c.data.max_chars = min(c.data.get("max_chars", 0) or 200_000, 200_000)
+    state = train(c, str(tmp_path))
+    assert np.all(np.isfinite(losses(tmp_path)))
+    assert not state["params"]["layer_0"]["ffn_in"]["kernel"].sharding.is_fully_replicated
+    assert os.listdir(tmp_path / "checkpoints") == ["3"]

@@ -21,7 +21,9 @@ def _handlers():
 
 
 def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(workdir), "checkpoints")
+    """``workdir/checkpoints``; local paths made absolute, URLs (gs://...) kept."""
+    base = workdir if "://" in workdir else os.path.abspath(workdir)
+    return os.path.join(base, "checkpoints")
 
 
 def make_manager(workdir: str, max_to_keep: int, *, read_only: bool = False):
@@ -44,7 +46,7 @@ def latest_compatible_step(workdir: str, abstract_params) -> int | None:
     Raises ValueError when the checkpoint holds another model shape, or when its metadata
     cannot be read (corrupt or partial). Opens the directory read-only.
     """
-    if not os.path.isdir(checkpoint_dir(workdir)):
+    if "://" not in workdir and not os.path.isdir(checkpoint_dir(workdir)):
         return None
     mngr = make_manager(workdir, 1, read_only=True)
     step = mngr.latest_step()

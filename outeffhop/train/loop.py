@@ -36,14 +36,16 @@ def init_fn(rng, *, cfg, task, model, tx):
 
 def _param_specs(cfg, task, model):
     """PartitionSpecs of the params from the model's logical axis names, or None."""
+    return _param_specs_for(cfg, task, model, cfg.parallelism)
+
+
+def _param_specs_for(cfg, task, model, parallelism):
     if task.logical_rules is None:
         return None
     batch = task.example_batch(cfg, 1)
-    boxed = jax.eval_shape(
-        lambda r: task.init(model, {"params": r, "dropout": r}, batch), _keys(cfg)[0]
-    )
-    rules = task.logical_rules(cfg.parallelism)
-    return nn.logical_to_mesh(nn.get_partition_spec(boxed), rules)
+    rngs = lambda r: {"params": r, "dropout": r}  # noqa: E731
+    boxed = jax.eval_shape(lambda r: task.init(model, rngs(r), batch), _keys(cfg)[0])
+    return nn.logical_to_mesh(nn.get_partition_spec(boxed), task.logical_rules(parallelism))
 
 
 def _accumulate(loss_fn, params, batch, rng, num_micro):
@@ -157,7 +159,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
         )
         state = checkpoint.restore(mngr, resume_step, target, data_iter)
-        logging.info("resumed from %s step %d", mngr.directory, resume_step)
+        logging.warning("resumed from %s step %d", mngr.directory, resume_step)
 
     replicated = NamedSharding(mesh, P())
     batch_sh = sharding.batch_sharding(mesh)

@@ -1,0 +1,153 @@
+"""Training tokens/s and MFU of the trainer's step, against a matmul timed in the same run.
+
+    python benchmarks/bench_train.py [--presets bert-tiny,bert-cpu,bert-base] [--steps 5]
+
+MFU = model FLOPs/s / measured peak, with model FLOPs per step = 6 x non-embedding params x
+tokens + 12 x layers x batch x seq^2 x d_model (attention scores and mixing, fwd + bwd), and
+the peak = the best of an f32 N x N matmul (2 N^3 FLOPs) timed here. "MFU+head" also counts
+the tied LM-head projection (6 x vocab x d_model per token). Steps use random MLM batches
+(15% scored positions), the trainer's own ``train_step`` (jit, donated state, AdamW).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from outeffhop import models
+from outeffhop.train import base_config, get_task, loop, optim, sharding
+
+SIZES = {  # preset -> (model preset, overrides, batch, seq)
+    "bert-tiny": ("bert-tiny", {}, 8, 64),
+    "bert-cpu": (
+        "bert-tiny",
+        dict(num_layers=4, d_model=128, num_heads=4, d_ff=512, vocab_size=8192, max_len=128),
+        16,
+        128,
+    ),
+    "bert-base": ("bert-base", {}, 8, 128),
+}
+
+
+def matmul_peak(n: int, repeats: int, dtype: str = "float32") -> float:
+    """Best FLOP/s of an [n, n] @ [n, n] matmul in ``dtype`` (after a warm-up call)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a, a).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / min(times)
+
+
+def bench_preset(name: str, steps: int, dtype: str, batch: int = 0, seq: int = 0):
+    """Median step time and model FLOP/s of the trainer on random MLM batches."""
+    preset, overrides, batch0, seq0 = SIZES[name]
+    batch, seq = batch or batch0, seq or seq0
+    cfg = base_config()
+    cfg.task = "bert"
+    cfg.model = models.get_config(preset, **overrides)
+    cfg.model.dtype = dtype
+    cfg.data.seq_len, cfg.data.vocab_size = seq, cfg.model.vocab_size
+    cfg.batch_size, cfg.num_steps = batch, 1000
+    task = get_task("bert")
+    model = task.build_model(cfg)
+    tx = optim.make_optimizer(cfg.optim, cfg.num_steps)
+    schedule = optim.learning_rate_schedule(cfg.optim, cfg.num_steps)
+    mesh = sharding.make_mesh()
+    init = functools.partial(loop.init_fn, cfg=cfg, task=task, model=model, tx=tx)
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    shardings = sharding.state_shardings(abstract, mesh, "dp", 0)
+    state = jax.jit(init, out_shardings=shardings)(jax.random.key(0))
+    step = jax.jit(
+        functools.partial(
+            loop.train_step, cfg=cfg, task=task, model=model, tx=tx, schedule=schedule
+        ),
+        in_shardings=(shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(shardings, None),
+        donate_argnums=0,
+    )
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, cfg.model.vocab_size, (batch, seq)).astype(np.int32)
+    labels = np.where(rng.random((batch, seq)) < 0.15, ids, -100).astype(np.int32)
+    b = sharding.global_batch(
+        {"input_ids": ids, "attention_mask": np.ones_like(ids), "labels": labels}, mesh
+    )
+    state, m = step(state, b)  # compile
+    jax.block_until_ready(m)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, m = step(state, b)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    params = abstract["params"]
+    n_all = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    emb_keys = ("word_embeddings", "position_embeddings", "type_embeddings", "token_type")
+    n_emb = sum(
+        int(np.prod(x.shape))
+        for p, x in jax.tree_util.tree_flatten_with_path(params)[0]
+        if any(k in jax.tree_util.keystr(p) for k in emb_keys)
+    )
+    m_cfg = cfg.model
+    tokens = batch * seq
+    flops = 6 * (n_all - n_emb) * tokens + 12 * m_cfg.num_layers * batch * seq**2 * m_cfg.d_model
+    head = 6 * m_cfg.vocab_size * m_cfg.d_model * tokens
+    t = float(np.median(times))
+    return dict(
+        preset=name,
+        batch=batch,
+        seq=seq,
+        dtype=dtype,
+        params=n_all,
+        non_embedding_params=n_all - n_emb,
+        step_s=t,
+        tokens_per_s=tokens / t,
+        model_flops_per_s=flops / t,
+        model_flops_plus_head_per_s=(flops + head) / t,
+    )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--presets", default="bert-tiny,bert-cpu,bert-base")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--matmul", type=int, default=4096)
+    ap.add_argument("--dtype", default="float32", help="compute dtype of model and matmul")
+    ap.add_argument("--batch", type=int, default=0, help="override the preset's batch")
+    ap.add_argument("--seq", type=int, default=0, help="override the preset's length")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args(argv)
+    print(f"backend {jax.default_backend()}, devices {jax.devices()}, load {os.getloadavg()}")
+    peak = matmul_peak(args.matmul, 5, args.dtype)
+    print(f"matmul peak ({args.dtype} {args.matmul}^2): {peak / 1e9:.1f} GFLOP/s")
+    rows = []
+    for name in args.presets.split(","):
+        r = bench_preset(name, args.steps, args.dtype, args.batch, args.seq)
+        r["mfu"] = r["model_flops_per_s"] / peak
+        r["mfu_with_head"] = r["model_flops_plus_head_per_s"] / peak
+        rows.append(r)
+        print(
+            f"{name:10s} b{r['batch']} s{r['seq']} {r['dtype']}: step {r['step_s'] * 1e3:8.1f} ms, "
+            f"{r['tokens_per_s']:9.0f} tok/s, model {r['model_flops_per_s'] / 1e9:7.1f} GFLOP/s, "
+            f"MFU {r['mfu']:.1%} (with LM head {r['mfu_with_head']:.1%})",
+            flush=True,
+        )
+    peak_after = matmul_peak(args.matmul, 3, args.dtype)
+    print(f"matmul peak again at the end: {peak_after / 1e9:.1f} GFLOP/s (load drift check)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"peak_flops": peak, "peak_flops_end": peak_after, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
