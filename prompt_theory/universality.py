@@ -43,11 +43,13 @@ cs = (K+L) ctx; trapezoid indicator T_s(k) = 2[r(k-s+3/4) - r(k-s+1/4) - r(k-s-1
 r(k-s-3/4)] (= 1 for |k-s| <= 1/4, 0 for |k-s| >= 3/4); payload P_s = (K+L) pay_s; gated
 product relu(P_s + 2B(T_s - 1)) - relu(-P_s + 2B(T_s - 1)) = P_s T_s exactly for T_s in {0,1}.
 
-Result. For every float32 X: |tau([P,X])[L_p:] - f(X)|_inf <= C delta / 2 + eps_attn + eps_fp,
-eps_attn = 2 B L G^d e^{-beta}, eps_fp (float32 rounding, ~ 8 B (K + 1) 2^-23); the L^p error
-(sum over the L d_out output entries) is at most (L d_out)^{1/p} times that, below the
-C delta (dL)^{1/p} of the theory. Exact: quantiser, ids, slot choice. Approximate: softmax leak
-(bounded above) and float rounding. Costs: L_p = L G^{dL} tokens, exponent dL in 1/delta.
+Result (delta >= 2^-16, so that the float32 quantiser is exact). For every float32 X:
+    |tau([P,X])[L_p:] - f(X)|_inf <= C delta / 2 + eps_attn + eps_fp,
+eps_attn = 2 B L G^d e^{-beta}, eps_fp (float32 rounding, 16 B (K + L + 1) 2^-23); the L^p
+error (sum over the L d_out output entries) is at most (L d_out)^{1/p} times that: within the
+theory's C delta (dL)^{1/p} when d_out = d and eps_attn + eps_fp <= C delta / 2.
+Exact: quantiser, ids, slot choice. Approximate: softmax leak (bounded above), float rounding.
+Costs: L_p = L G^{dL} tokens (exponent dL in 1/delta), width D ~ G^{d(L-1)} d_out.
 """
 
 from __future__ import annotations
@@ -178,6 +180,8 @@ def build(
         raise ValueError(f"ids up to n_cells={p['n_cells']} exceed float32's exact range 2^22.")
     if not value_bound > 0:
         raise ValueError(f"value_bound must be positive; got {value_bound}.")
+    if delta < 2.0**-16:
+        raise ValueError(f"delta must be >= 2^-16 for the float32-exact quantiser; got {delta}.")
     d_out = d if d_out is None else d_out
     G, N, K, D = p["G"], p["n_cells"], p["slots"], p["width"]
     beta_min = max(math.log(8 * L * N), math.log(2 * value_bound * L * G**d / attn_tol), 1.0)
@@ -275,6 +279,22 @@ def build(
     }
     regions = tuple(R.items())
     return Construction(params, d, L, d_out, G, float(delta), beta, float(value_bound), regions)
+
+
+def approximate(target, lipschitz: float, delta: float, d: int, L: int, **kw):
+    """(construction, prompt, sup error bound) for a C-Lipschitz ``target`` at grid ``delta``.
+
+    ``kw`` goes to ``build`` (d_out, value_bound, attn_tol, max_bytes). The weights depend on
+    (d, L, delta, kw) only; the target enters through the prompt alone.
+    """
+    if not callable(target):
+        raise ValueError(
+            f"target must be a callable X[..., L, d] -> [..., L, d_out]; got {target!r}."
+        )
+    if not (isinstance(lipschitz, numbers.Real) and 0 <= lipschitz < math.inf):
+        raise ValueError(f"lipschitz must be a finite number >= 0; got {lipschitz!r}.")
+    con = build(d, L, delta, **kw)
+    return con, make_prompt(con, target), con.error_bound(lipschitz)
 
 
 def cell_centres(G: int, delta: float) -> np.ndarray:

@@ -46,7 +46,9 @@ def test_rows_path_equals_model(con12):
     f, _ = E.TARGETS["random_cos"](1, 2, jax.random.key(2))
     prompt = U.make_prompt(con12, f)
     x = _inputs(con12, 16)
-    full = model.prompted(con12.params, prompt, U.embed(con12, x), scale=1.0)
+    full = jax.jit(model.prompted, static_argnames="scale")(
+        con12.params, prompt, U.embed(con12, x), scale=1.0
+    )
     np.testing.assert_allclose(
         U.realise_rows(con12, U.prompt_cache(con12, prompt), x), U.readout(con12, full), atol=1e-6
     )
@@ -86,7 +88,7 @@ def test_grid_id_map_injective_with_margin(d, L, delta):
 def test_quantiser_digits_exact(con22):
     x = _inputs(con22, 256, seed=3)
     z = U.embed(con22, x)
-    z = z + model.mlp(con22.params["ffn_pre"], z)
+    z = z + jax.jit(model.mlp)(con22.params["ffn_pre"], z)
     want = (np.asarray(x)[..., None] > U._thresholds(con22.G, con22.delta)).sum(-1)
     np.testing.assert_array_equal(np.asarray(z[..., con22.region("dig")]), want)
     np.testing.assert_array_equal(np.asarray(z[..., con22.region("sq")])[..., 0], (want**2).sum(-1))
@@ -103,6 +105,17 @@ def test_delta_one_is_a_constant_map():
 def test_bad_delta(delta):
     with pytest.raises(ValueError, match="delta"):
         U.build(1, 2, delta)
+
+
+def test_approximate_entry_point():
+    f, c = E.TARGETS["mean_sin"](1, 1, None)
+    con, prompt, bound = U.approximate(f, c, 0.125, 1, 1)
+    x = _inputs(con, 64)
+    assert float(jnp.abs(U.realise(con, prompt, x) - f(x)).max()) <= bound
+    with pytest.raises(ValueError, match="lipschitz"):
+        U.approximate(f, -1.0, 0.125, 1, 1)
+    with pytest.raises(ValueError, match="callable"):
+        U.approximate("sin", 1.0, 0.125, 1, 1)
 
 
 def test_bad_target(con12):
