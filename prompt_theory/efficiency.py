@@ -136,8 +136,8 @@ def prompted_inference(
         else pa.attention_error_bound(pa.taylor_rel_error(crit["max_qk_scaled_out"], g), v_range),
         error_bound=pa.attention_error_bound(info["kernel_rel_error"], v_range),
     )
-    out = pm.prompted(params, prompt, x, scale=scale, causal=causal, attention_fn=fn)
-    return out, info
+    run = jax.jit(functools.partial(pm.prompted, scale=scale, causal=causal, attention_fn=fn))
+    return run(params, prompt, x), info
 
 
 def prompt_norm(params, prompt) -> jax.Array:

@@ -5,8 +5,9 @@
   out = phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1)                 (rank r = C(d+g, g))
 
 The features run over symmetric monomials (multisets of the d coordinates), so
-r = C(d+g, g) instead of the (d^{g+1}-1)/(d-1) of tensor powers. Causal attention uses a
-chunked prefix scan: memory O(n r + c^2) for chunk size c, time O(n r (d + c)).
+r = C(d+g, g) instead of the (d^{g+1}-1)/(d-1) of tensor powers. Positions go in chunks of c:
+non-causal time O(n r d), memory O(c r + n d); causal (a prefix scan) time O(n r (d + c)),
+memory O(c r + c^2 + n d) forward (the backward pass keeps O(n r) of residuals).
 
 Positivity: T_g(t) > 0 for all t when g is even. For odd g it goes negative for t well
 below 0 (g = 1: t < -1). Either way, if the relative Taylor error ``taylor_rel_error(b, g)``
@@ -111,14 +112,19 @@ def _monomials(d: int, degree: int):
 def poly_features(x: jax.Array, degree: int, scale: float = 1.0) -> jax.Array:
     """phi(x) [..., n, r] for x [..., n, d]: phi(x)_alpha = scale^{|alpha|/2} x^alpha / sqrt(alpha!)
     over |alpha| <= degree, so phi(q) . phi(k) = sum_{k<=g} (scale q.k)^k / k!. Memory O(n r)."""
+    return jnp.swapaxes(_features_t(x, degree, scale), -1, -2)
+
+
+def _features_t(x, degree, scale):
+    """phi(x) transposed, [..., r, n]: each monomial row is a contiguous run over positions."""
     _check_degree(degree)
-    x = x * jnp.sqrt(jnp.asarray(scale, x.dtype))
-    feats = [jnp.ones(x.shape[:-1] + (1,), x.dtype)]
+    x = jnp.swapaxes(x * jnp.sqrt(jnp.asarray(scale, x.dtype)), -1, -2)
+    feats = [jnp.ones(x.shape[:-2] + (1, x.shape[-1]), x.dtype)]
     raw = feats[0]
-    for parents, lasts, coefs in _monomials(x.shape[-1], int(degree)):
-        raw = jnp.take(raw, parents, axis=-1) * jnp.take(x, lasts, axis=-1)
-        feats.append(raw * jnp.asarray(coefs, x.dtype))
-    return jnp.concatenate(feats, axis=-1)
+    for parents, lasts, coefs in _monomials(x.shape[-2], int(degree)):
+        raw = jnp.take(raw, parents, axis=-2) * jnp.take(x, lasts, axis=-2)
+        feats.append(raw * jnp.asarray(coefs, x.dtype)[:, None])
+    return jnp.concatenate(feats, axis=-2)
 
 
 def _check_qkv(q, k, v, causal):
@@ -140,38 +146,59 @@ def _check_qkv(q, k, v, causal):
         )
 
 
-def poly_attention(q, k, v, *, degree: int, scale=None, causal: bool = False, chunk: int = 128):
+def poly_attention(q, k, v, *, degree: int, scale=None, causal: bool = False, chunk: int = 256):
     """phi(Q)(phi(K)^T V) / phi(Q)(phi(K)^T 1) ~ softmax(scale q k^T) v without the n x n matrix.
 
     q [..., n, d], k [..., m, d], v [..., m, d_v] -> [..., n, d_v]. scale defaults to 1/sqrt(d).
-    causal: query i sees keys j <= i, through a lax.scan over chunks of ``chunk`` positions
-    carrying the prefix sums sum_j phi(k_j) v_j^T [r, d_v] and sum_j phi(k_j) [r].
+    Positions go through in chunks of ``chunk`` (features of one chunk at a time: memory
+    O(chunk r + n d), and the working set stays in cache). Non-causal: a scan sums
+    phi(K)^T [V, 1] -> [r, d_v + 1], then a map applies it to each query chunk. Causal: query
+    i sees keys j <= i, through a scan carrying the prefix sums sum_j phi(k_j) v_j^T [r, d_v]
+    and sum_j phi(k_j) [r], plus a masked chunk x chunk block inside each chunk.
     """
     _check_degree(degree)
     _check_qkv(q, k, v, causal)
-    if not isinstance(chunk, int) or chunk < 1:
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int; got {chunk!r}.")
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    if not causal:
-        fk = poly_features(k, degree, scale)
-        v1 = jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), v.dtype)], axis=-1)
-        kv = jnp.einsum("...mr,...me->...re", fk, v1)
-        out = jnp.einsum("...nr,...re->...ne", poly_features(q, degree, scale), kv)
-        return out[..., :-1] / out[..., -1:]
-    return _causal(q, k, v, degree, scale, min(chunk, q.shape[-2]))
+    if causal:
+        return _causal(q, k, v, degree, scale, min(chunk, q.shape[-2]))
+    return _noncausal(q, k, v, degree, scale, chunk)
+
+
+def _chunks(a, c):
+    """[..., n, e] -> [ceil(n / c), ..., c, e], zero-padded at the end."""
+    pad = -a.shape[-2] % c
+    a = jnp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pad), (0, 0)])
+    a = a.reshape(a.shape[:-2] + (a.shape[-2] // c, c, a.shape[-1]))
+    return jnp.moveaxis(a, -3, 0)
+
+
+def _unchunk(a, n):
+    """[n_chunks, ..., c, e] -> [..., n, e] (padding dropped)."""
+    a = jnp.moveaxis(a, 0, -3)
+    return a.reshape(a.shape[:-3] + (-1, a.shape[-1]))[..., :n, :]
+
+
+def _noncausal(q, k, v, degree, scale, chunk):
+    # Padded keys get v1 rows of zeros (the ones column too), so they add nothing.
+    v1 = jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), v.dtype)], axis=-1)
+    ck, cq = min(chunk, k.shape[-2]), min(chunk, q.shape[-2])
+    r = poly_rank(q.shape[-1], degree)
+
+    def add(kv, kc_vc):
+        return kv + _features_t(kc_vc[0], degree, scale) @ kc_vc[1], None
+
+    init = jnp.zeros(q.shape[:-2] + (r, v1.shape[-1]), q.dtype)
+    kv, _ = jax.lax.scan(add, init, (_chunks(k, ck), _chunks(v1, ck)))
+    apply = lambda qc: jnp.einsum("...rn,...re->...ne", _features_t(qc, degree, scale), kv)  # noqa: E731
+    out = _unchunk(jax.lax.map(apply, _chunks(q, cq)), q.shape[-2])
+    return out[..., :-1] / out[..., -1:]
 
 
 def _causal(q, k, v, degree, scale, c):
-    n = q.shape[-2]
-    pad = -n % c
     # Zero padding goes after every real key, so no real query sees it; padded queries see
     # phi(0) . phi(k) >= 1 > 0, so nothing divides by zero (even in the backward pass).
-    widths = [(0, 0)] * (q.ndim - 2) + [(0, pad), (0, 0)]
-    q, k, v = (jnp.pad(a, widths) for a in (q, k, v))
-
-    def chunks(a):  # [..., n, e] -> [n / c, ..., c, e]
-        return jnp.moveaxis(a.reshape(a.shape[:-2] + ((n + pad) // c, c, a.shape[-1])), -3, 0)
-
     lead, r, dv = q.shape[:-2], poly_rank(q.shape[-1], degree), v.shape[-1]
     mask = jnp.tril(jnp.ones((c, c), bool))
 
@@ -185,12 +212,11 @@ def _causal(q, k, v, degree, scale, c):
         return (s, z + fk.sum(-2)), num / den[..., None]
 
     init = (jnp.zeros(lead + (r, dv), q.dtype), jnp.zeros(lead + (r,), q.dtype))
-    _, out = jax.lax.scan(step, init, (chunks(q), chunks(k), chunks(v)))
-    out = jnp.moveaxis(out, 0, -3)
-    return out.reshape(lead + (n + pad, dv))[..., :n, :]
+    _, out = jax.lax.scan(step, init, tuple(_chunks(a, c) for a in (q, k, v)))
+    return _unchunk(out, q.shape[-2])
 
 
-def poly_attention_fn(degree: int, chunk: int = 128):
+def poly_attention_fn(degree: int, chunk: int = 256):
     """The model hook: attention_fn(q, k, v, scale, causal) running poly_attention of ``degree``."""
     _check_degree(degree)
 

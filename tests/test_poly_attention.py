@@ -79,7 +79,7 @@ class PolyAttentionTest(chex.TestCase):
         b = scale * float(jnp.max(jnp.abs(jnp.einsum("...id,...jd->...ij", q, k))))
         v_range = float(jnp.max(v.max(-2) - v.min(-2)))
         exact = exact_attention(q, k, v, scale, causal)
-        for degree in (1, 3):
+        for degree in (2,):
             fn = self.variant(
                 lambda q, k, v, g=degree: pa.poly_attention(
                     q, k, v, degree=g, scale=scale, causal=causal, chunk=16
@@ -121,9 +121,11 @@ class PolyAttentionTest(chex.TestCase):
             return lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v)))
 
         def poly_fn(q, k, v):
-            return pa.poly_attention(q, k, v, degree=5, scale=1.0, causal=causal, chunk=8)
+            return pa.poly_attention(q, k, v, degree=4, scale=1.0, causal=causal, chunk=8)
 
-        exact = jax.grad(loss(lambda q, k, v: exact_attention(q, k, v, 1.0, causal)), (0, 1, 2))
+        exact = jax.jit(
+            jax.grad(loss(lambda q, k, v: exact_attention(q, k, v, 1.0, causal)), (0, 1, 2))
+        )
         poly = jax.jit(jax.grad(loss(poly_fn), (0, 1, 2)))(q, k, v)
         exact = exact(q, k, v)
         chex.assert_tree_all_finite(poly)
@@ -134,8 +136,9 @@ class PolyAttentionTest(chex.TestCase):
 
         params = pm.init_params(jax.random.PRNGKey(0), 4)
         prompt, x = 0.1 * jnp.ones((3, 4)), 0.1 * jnp.ones((2, 5, 4))
-        exact = pm.prompted(params, prompt, x, scale="1/d", causal=True)
-        poly = pm.prompted(
+        run = jax.jit(pm.prompted, static_argnames=("scale", "causal", "attention_fn"))
+        exact = run(params, prompt, x, scale="1/d", causal=True)
+        poly = run(
             params, prompt, x, scale="1/d", causal=True, attention_fn=pa.poly_attention_fn(6)
         )
         chex.assert_trees_all_close(poly, exact, atol=1e-5)

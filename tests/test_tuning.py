@@ -54,12 +54,12 @@ def test_prompt_gets_gradients_and_params_do_not_move():
     assert float(jnp.abs(grad).max()) > 0
     lines = []
     tuned, hist = tuning.tune_prompt(
-        params, x, y, _cfg(), key=jax.random.PRNGKey(2), log=lines.append
+        params, x, y, _cfg(steps=7), key=jax.random.PRNGKey(2), log=lines.append
     )
     chex.assert_trees_all_equal(params, frozen)
     assert not np.allclose(tuned, prompt)
-    assert len(hist["loss"]) == 12 and hist["loss"][-1] < hist["loss"][0]
-    assert [c["step"] for c in hist["criterion"]] == [0, 5, 10, 11] and len(lines) == 4
+    assert len(hist["loss"]) == 7 and hist["loss"][-1] < hist["loss"][0]
+    assert [c["step"] for c in hist["criterion"]] == [0, 5, 6] and len(lines) == 3
     assert all("B_prompt" in line and ("efficient" in line or "hard" in line) for line in lines)
 
 
@@ -76,10 +76,9 @@ def test_the_step_differentiates_only_the_prompt():
 def test_poly_gradients_match_exact_for_small_norms():
     params, x, y = _data()
     prompt = 0.1 * tuning.init_prompt(jax.random.PRNGKey(3), 4, 4)
-    exact = jax.grad(tuning.prompt_loss)(prompt, params, 0.3 * x, y, scale="1/d")
-    poly = jax.grad(tuning.prompt_loss)(
-        prompt, params, 0.3 * x, y, scale="1/d", attention_fn=tuning.attention_fn_for(4)
-    )
+    grad = jax.jit(jax.grad(tuning.prompt_loss), static_argnames=("scale", "attention_fn"))
+    exact = grad(prompt, params, 0.3 * x, y, scale="1/d")
+    poly = grad(prompt, params, 0.3 * x, y, scale="1/d", attention_fn=tuning.attention_fn_for(4))
     chex.assert_trees_all_close(poly, exact, atol=1e-5)
 
 
