@@ -146,6 +146,7 @@ def _plots(rows, fits, config, workdir):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     shapes = [tuple(s) for s in config.shapes]
     fig, axes = plt.subplots(1, len(shapes), figsize=(4 * len(shapes), 3.4), squeeze=False)
@@ -155,11 +156,13 @@ def _plots(rows, fits, config, workdir):
             if not sel:
                 continue
             dl = [r["delta"] for r in sel]
-            ax.loglog(dl, [r["sup_err"] for r in sel], "o-", label=f"{t} sup")
-            ax.loglog(dl, [r["lp_err"] for r in sel], "x:", label=f"{t} L^{config.p:g}")
-            ax.loglog(dl, [r["bound_theory"] for r in sel], "k--", lw=0.8)
+            (line,) = ax.loglog(dl, [r["sup_err"] for r in sel], "o-", label=f"{t} sup")
+            c = line.get_color()
+            ax.loglog(dl, [r["lp_err"] for r in sel], "x:", color=c, label=f"{t} L^{config.p:g}")
+            ax.loglog(dl, [r["bound_theory"] for r in sel], "--", color=c, lw=0.8)
         ax.set_title(f"d={d}, L={L} (dashed: C delta (dL)^(1/p))", fontsize=8)
         ax.set_xlabel("delta")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0][0].set_ylabel("error")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
@@ -177,6 +180,7 @@ def _plots(rows, fits, config, workdir):
                 label=f"d={d} L={L}: slope {e:.2f} (dL={d * L})",
             )
     ax.set_xlabel("1/delta")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_ylabel("prompt tokens L_p")
     ax.legend(fontsize=7)
     fig.tight_layout()
