@@ -181,10 +181,13 @@ class OutlierAccumulator:
             )
             self.count[name] = self.count.get(name, 0) + kurt.shape[0]
 
-    def summary(self) -> dict:
-        """Per-module means, the papers' aggregates and per-layer curves."""
-        if not self.sums:
-            raise ValueError("no module matched the patterns; nothing was captured.")
+    def summary(self, patterns: str | Sequence[str] | None = None) -> dict:
+        """Per-module means, the papers' aggregates and per-layer curves.
+
+        ``patterns`` restricts the summary to the modules whose path (before any ``#k`` or
+        ``[i]`` suffix) fully matches one of them.
+        """
+        regs = None if patterns is None else _resolve(patterns)
         per_module = {
             k: {
                 "kurtosis": float(s[0] / self.count[k]),
@@ -192,7 +195,10 @@ class OutlierAccumulator:
                 "inf_norm_max": float(s[2]),
             }
             for k, s in sorted(self.sums.items())
+            if regs is None or any(r.fullmatch(re.split(r"[#\[]", k)[0]) for r in regs)
         }
+        if not per_module:
+            raise ValueError("no module matched the patterns; nothing was captured.")
         kurts = [m["kurtosis"] for m in per_module.values()]
         infs = [m["inf_norm"] for m in per_module.values()]
         return {
@@ -201,7 +207,7 @@ class OutlierAccumulator:
             "max_inf_norm": float(np.max(infs)),
             "avg_inf_norm": float(np.mean(infs)),
             "num_modules": len(per_module),
-            "num_samples": max(self.count.values()),
+            "num_samples": max(self.count[k] for k in per_module),
             "per_module": per_module,
             "per_layer": layer_curves(per_module),
         }
@@ -238,6 +244,19 @@ def default_inputs(batch) -> tuple[tuple, dict]:
 
 
 def outlier_stats(
+    model: nn.Module, variables, batches: Iterable, patterns: str | Sequence[str], **kw
+) -> dict:
+    """Outlier statistics of ``model`` over ``batches`` (see ``OutlierAccumulator.summary``).
+
+    Keywords: ``inputs_fn(batch) -> (args, kwargs)`` maps a batch to the arguments of
+    ``model.apply`` (default: the batch is the single positional input); array kwargs are
+    traced, others (flags such as ``deterministic``) must be hashable. ``valid_fn(batch) ->
+    bool [B]`` drops rows (eval padding) from the statistics. ``method``: the captured method.
+    """
+    return outlier_accumulator(model, variables, batches, patterns, **kw).summary()
+
+
+def outlier_accumulator(
     model: nn.Module,
     variables,
     batches: Iterable,
@@ -246,13 +265,8 @@ def outlier_stats(
     inputs_fn: Callable[[object], tuple[tuple, dict]] = default_inputs,
     valid_fn: Callable[[object], np.ndarray] | None = None,
     method: str = "__call__",
-) -> dict:
-    """Outlier statistics of ``model`` over ``batches`` (see ``OutlierAccumulator.summary``).
-
-    ``inputs_fn(batch) -> (args, kwargs)`` maps a batch to the arguments of ``model.apply``;
-    array kwargs are traced, others (flags such as ``deterministic``) must be hashable.
-    ``valid_fn(batch) -> bool [B]`` drops rows (eval padding) from the statistics.
-    """
+) -> OutlierAccumulator:
+    """The filled accumulator behind ``outlier_stats`` (summarize subsets with ``summary``)."""
     regs = tuple(r.pattern for r in _resolve(patterns))
     compiled: dict[tuple, Callable] = {}
     acc = OutlierAccumulator()
@@ -267,7 +281,7 @@ def outlier_stats(
             keep = np.asarray(valid_fn(batch), bool)
             stats = {k: (np.asarray(a)[keep], np.asarray(b)[keep]) for k, (a, b) in stats.items()}
         acc.update(stats)
-    return acc.summary()
+    return acc
 
 
 def _stats_fn(model, regs, method, static):

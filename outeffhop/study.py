@@ -126,17 +126,12 @@ def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=T
     def inputs(b):
         return (), {**models.model_inputs(cfg.model, b), "deterministic": True}
 
-    stats = {
-        name: outliers.outlier_stats(
-            model,
-            variables,
-            eval_batches,
-            f"{family}:{name}",
-            inputs_fn=inputs,
-            valid_fn=_valid_rows,
-        )
-        for name in ("paper", "ffn", "layers")
-    }
+    sets = ("paper", "ffn", "layers")
+    union = sum((outliers.module_set(family, n) for n in sets), ())
+    acc = outliers.outlier_accumulator(
+        model, variables, eval_batches, union, inputs_fn=inputs, valid_fn=_valid_rows
+    )
+    stats = {n: acc.summary(f"{family}:{n}") for n in sets}
     recipes = quant.ablations() if ablations else {"W8A8": quant.QuantConfig()}
     quantized = {}
     for name, qc in recipes.items():
@@ -167,6 +162,22 @@ def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=T
         "outliers": stats,
         "histogram": {"module": last, "counts": counts.tolist(), "edges": edges.tolist()},
     }
+
+
+def table_row(row: dict) -> str:
+    """The paper's table row: FP metric, avg kurtosis, max inf-norm, W8A8 metric."""
+    name = row["fp"]["metric_name"]
+    head = f"| FP ({name}) | avg kurtosis | max inf-norm | W8A8 ({name}) |"
+    cells = (row["fp"]["metric"], row["avg_kurtosis"], row["max_inf_norm"], row["w8a8"]["metric"])
+    return head + "\n|---|---|---|---|\n| " + " | ".join(f"{c:.4g}" for c in cells) + " |"
+
+
+def evaluate_checkpoint(config, workdir: str, **kw) -> dict:
+    """``evaluate`` on the newest checkpoint in ``workdir`` (trained with ``config``)."""
+    params, step = load_params(config, workdir)
+    row = evaluate(config, workdir, params, **kw)
+    row["step"] = step
+    return row
 
 
 def _qwix(model, variables, calib, eval_batches, make_forward, example):
