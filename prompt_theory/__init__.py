@@ -1,12 +1,37 @@
 """Prompt-tuning limits made executable: universality, capacity and efficiency."""
 
 from prompt_theory.capacity import construction_tokens, lipschitz_tokens, memorization_tokens
+from prompt_theory.efficiency import norm_criterion, project_prompt, prompted_inference
+from prompt_theory.poly_attention import (
+    attention_error_bound,
+    poly_attention,
+    poly_attention_fn,
+    poly_features,
+    poly_rank,
+    taylor_degree,
+    taylor_rel_error,
+)
+from prompt_theory.tuning import init_prompt, make_optimizer, prompt_loss, tune_prompt
 from prompt_theory.universality import Construction
 from prompt_theory.universality import build as universal_construction
 from prompt_theory.universality import make_prompt as universal_prompt
 
 __all__ = [
     "Construction",
+    "attention_error_bound",
+    "init_prompt",
+    "make_optimizer",
+    "norm_criterion",
+    "poly_attention",
+    "poly_attention_fn",
+    "poly_features",
+    "poly_rank",
+    "project_prompt",
+    "prompt_loss",
+    "prompted_inference",
+    "taylor_degree",
+    "taylor_rel_error",
+    "tune_prompt",
     "construction_tokens",
     "lipschitz_tokens",
     "memorization_tokens",
