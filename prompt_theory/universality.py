@@ -11,7 +11,7 @@ Assumptions (fixed linear maps, part of the frozen model, independent of f):
    permutation-equivariant in X and cannot realise a general f); readout: d_out fixed columns.
  * score scale 1 (beta lives in W_Q); width D = 3d + 4L + 3 + d_out + K d_out, K = G^{d(L-1)}.
 
-Step 1, F_pre quantiser (4 ReLU layers): a_k = relu(t - b_k), r_k = relu(1 - s a_k) with
+Step 1, F_pre quantiser (4 layers, ReLU between): a_k = relu(t - b_k), r_k = relu(1 - s a_k) with
 s = 2^40, step_k = 1 - r_k. In exact arithmetic step_k = [t > b_k] outside strips of width
 1/s (total measure <= dL(G-1)/s ~ 1e-11); in float32 t - b_k is exact near b_k (Sterbenz) and
 its smallest non-zero value is >> 1/s, so digits are exact integers for every float input.
@@ -38,7 +38,7 @@ rest of X reaches token l through the same softmax (ctx), and F_post combines th
 P's influence on row l is the (D+1)-vector (sum_p e^{q.k_p} v_p, sum_p e^{q.k_p}), a fixed
 finite-precision width D cannot carry the N d_out table: D >= K d_out is forced, as used here.
 
-Step 3, F_post lookup (4 ReLU layers): k = sum_l relu(k_l(cs) - (K+1)(1 - e_l)) with
+Step 3, F_post lookup (4 layers, ReLU between): k = sum_l relu(k_l(cs) - (K+1)(1 - e_l)) with
 cs = (K+L) ctx; trapezoid indicator T_s(k) = 2[r(k-s+3/4) - r(k-s+1/4) - r(k-s-1/4) +
 r(k-s-3/4)] (= 1 for |k-s| <= 1/4, 0 for |k-s| >= 3/4); payload P_s = (K+L) pay_s; gated
 product relu(P_s + 2B(T_s - 1)) - relu(-P_s + 2B(T_s - 1)) = P_s T_s exactly for T_s in {0,1}.
