@@ -1,0 +1,261 @@
+"""Multi-head self-attention with a pluggable normalizer, head gates and a learned sink.
+
+Shapes: x [B, L, D], q/k/v [B, L, H, Dh] with D = H * Dh; masks are boolean (True = attend).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from outeffhop import attention as attn
+from outeffhop import softmax as sm
+
+NORMALIZERS = (*sm.NORMALIZERS, "sink")
+GATES = ("none", "unconditional_per_head", "conditional_per_head", "conditional_per_token")
+IMPLEMENTATIONS = (None, "fused", "reference")
+INIT_STD = 0.02
+
+
+def attention_config(**overrides) -> ml_collections.ConfigDict:
+    """The attention ConfigDict with defaults (plain softmax, no gate); fields documented."""
+    cfg = ml_collections.ConfigDict()
+    cfg.normalizer = "softmax"  # softmax | softmax1 | clipped | clipped_softmax1 | sink
+    cfg.gamma = -0.025  # clipped: lower stretch (gamma < 0 allows exact zeros)
+    cfg.zeta = 1.0  # clipped: upper stretch (zeta > 1 allows exact ones)
+    cfg.alpha = ml_collections.FieldReference(None, field_type=float)  # gamma = -alpha / T
+    cfg.gate = "none"  # none | unconditional_per_head | conditional_per_head | ..._per_token
+    cfg.gate_mlp = False  # gate net: False = Linear(Dh, 1); True = Dh -> Dh//4 -> 1, ReLU
+    cfg.gate_init = 0.5  # sigmoid(gate) at init: the gate bias starts at logit(gate_init)
+    cfg.implementation = ml_collections.FieldReference(None, field_type=str)  # fused|reference
+    cfg.update(overrides)
+    return cfg
+
+
+def check_attention_config(cfg, head_dim: int) -> None:
+    """Raises ValueError naming the first bad field of an attention config."""
+    if cfg.normalizer not in NORMALIZERS:
+        raise ValueError(
+            f"attention.normalizer must be one of {', '.join(NORMALIZERS)}; got {cfg.normalizer!r}."
+        )
+    if cfg.gate not in GATES:
+        raise ValueError(f"attention.gate must be one of {', '.join(GATES)}; got {cfg.gate!r}.")
+    if not 0.0 < cfg.gate_init < 1.0:
+        raise ValueError(f"attention.gate_init must lie in (0, 1); got {cfg.gate_init}.")
+    if cfg.implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"attention.implementation must be None, 'fused' or 'reference'; "
+            f"got {cfg.implementation!r}."
+        )
+    if cfg.implementation == "fused" and cfg.normalizer.startswith("clipped"):
+        raise ValueError(
+            "attention.implementation='fused' supports softmax, softmax1 and sink; "
+            f"got normalizer {cfg.normalizer!r}."
+        )
+    if cfg.normalizer.startswith("clipped"):
+        if cfg.alpha is None and cfg.gamma is None:
+            raise ValueError("attention.gamma or attention.alpha must be set for clipped softmax.")
+        if cfg.alpha is not None and cfg.alpha <= 0:
+            raise ValueError(f"attention.alpha must be positive; got {cfg.alpha}.")
+        if cfg.alpha is None and not cfg.zeta > cfg.gamma:
+            raise ValueError(f"attention.zeta must exceed gamma; got {cfg.gamma}, {cfg.zeta}.")
+    if cfg.gate_mlp and cfg.gate != "none" and head_dim < 4:
+        raise ValueError(f"attention.gate_mlp needs head_dim >= 4; got head_dim={head_dim}.")
+
+
+def clip_range(cfg, key_len: int) -> tuple[float, float]:
+    """(gamma, zeta) of clipped softmax; with ``alpha`` set, gamma = -alpha / key_len."""
+    gamma = -cfg.alpha / key_len if cfg.alpha is not None else cfg.gamma
+    return float(gamma), float(cfg.zeta)
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)), the inverse of the sigmoid."""
+    return math.log(p / (1.0 - p))
+
+
+def sink_weights(q, k, sink_H, *, mask=None, is_causal=False, scale=None) -> jax.Array:
+    """Attention weights with a learned sink logit s_h per head, [B, H, T, S].
+
+    w_ij = exp(l_ij) / (exp(s_h) + sum_j exp(l_ij)) with l = scale q k^T, i.e. softmax over
+    the scores plus one extra key of logit s_h whose value is 0. Equals Softmax_1(l - s_h);
+    s_h = 0 is Softmax_1 exactly.
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale
+    logits = logits - sink_H.astype(logits.dtype)[None, :, None, None]
+    mask = attn._full_mask(mask, is_causal, *logits.shape[-2:])
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, logits.shape)
+    return sm.softmax_1(logits, axis=-1, where=mask)
+
+
+def sink_attention(q, k, v, sink_H, *, mask=None, is_causal=False, scale=None) -> jax.Array:
+    """Fused sink attention [B, T, H, Dh]: a zero key/value at position 0 with bias s_h.
+
+    Same value as ``sink_weights(...) @ v``; runs through ``jax.nn.dot_product_attention``.
+    """
+    b, t, h, d = q.shape
+    s = k.shape[1]
+    scale = d**-0.5 if scale is None else scale
+    zero = jnp.zeros((b, 1, h, d), k.dtype)
+    k1 = jnp.concatenate([zero, k], axis=1)
+    v1 = jnp.concatenate([zero, v.astype(k.dtype)], axis=1)
+    sink = jnp.broadcast_to(sink_H.astype(q.dtype)[None, :, None, None], (1, h, t, 1))
+    bias = jnp.concatenate([sink, jnp.zeros((1, h, t, s), q.dtype)], axis=-1)
+    if mask is None and not is_causal:
+        return jax.nn.dot_product_attention(q, k1, v1, bias=bias, scale=scale)
+    if mask is None:
+        mask = jnp.ones((1, 1, t, s), bool)
+    mask = attn._full_mask(mask, is_causal, t, s)
+    mask = jnp.broadcast_to(mask, jnp.broadcast_shapes(mask.shape, (1, 1, t, s)))
+    ones = jnp.ones(mask.shape[:-1] + (1,), bool)
+    mask = jnp.concatenate([ones, mask], axis=-1)
+    return jax.nn.dot_product_attention(q, k1, v1, bias=bias, mask=mask, scale=scale)
+
+
+def partitioned(init, axes):
+    """An initializer whose parameters carry logical axis names (for DP / FSDP rules)."""
+    return nn.with_logical_partitioning(init, axes)
+
+
+class HeadGate(nn.Module):
+    """Per-head sigmoid gate, returns gate values broadcastable to [B, L, H, 1].
+
+    unconditional_per_head: sigmoid(a_h). conditional_per_token: sigmoid(g_h(x_h)) with x_h
+    the layer input's head-h slice [B, L, Dh]. conditional_per_head: sigmoid of the mean of
+    g_h(x_h) over the tokens the query may attend to (``visible`` [B|1, T, S], None = all),
+    so that padding, causal and document masks hold for the gate too.
+    """
+
+    num_heads: int
+    gate: str
+    mlp: bool = False
+    gate_init: float = 0.5
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, visible=None):
+        h = self.num_heads
+        bias_init = partitioned(nn.initializers.constant(logit(self.gate_init)), ("heads",))
+        if self.gate == "unconditional_per_head":
+            a = self.param("logit", bias_init, (h,), self.param_dtype)
+            return nn.sigmoid(a.astype(self.dtype))[None, None, :, None]
+        b, length, d = x.shape
+        x = x.reshape(b, length, h, d // h).astype(self.dtype)
+        kernel = nn.initializers.normal(INIT_STD)
+        if self.mlp:
+            e = max(d // h // 4, 1)
+            w1 = self.param(
+                "kernel1", partitioned(kernel, ("heads", "kv", "gate_hidden")), (h, d // h, e)
+            )
+            b1 = self.param(
+                "bias1", partitioned(nn.initializers.zeros, ("heads", "gate_hidden")), (h, e)
+            )
+            x = nn.relu(jnp.einsum("blhd,hde->blhe", x, w1.astype(self.dtype)) + b1)
+            w = self.param("kernel2", partitioned(kernel, ("heads", "gate_hidden")), (h, e))
+        else:
+            w = self.param("kernel", partitioned(kernel, ("heads", "kv")), (h, d // h))
+        bias = self.param("bias", bias_init, (h,), self.param_dtype)
+        a = jnp.einsum("blhd,hd->blh", x, w.astype(self.dtype)) + bias.astype(self.dtype)
+        if self.gate == "conditional_per_head" and visible is None:
+            a = jnp.mean(a, axis=1, keepdims=True)
+        elif self.gate == "conditional_per_head":
+            visible = visible.astype(a.dtype)
+            count = jnp.maximum(jnp.sum(visible, axis=-1), 1.0)[..., None]
+            a = jnp.einsum("bts,bsh->bth", visible, a) / count
+        return nn.sigmoid(a)[..., None]
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention: query/key/value -> normalizer -> dropout -> gate -> out_proj.
+
+    Submodules: ``query``, ``key``, ``value``, ``gate`` (if any), ``out_proj``; parameter
+    ``sink`` [H] (normalizer sink, init 0). Attention dropout uses explicit weights; without
+    it (deterministic or rate 0) softmax, softmax1 and sink take the fused kernel.
+    """
+
+    num_heads: int
+    config: Any  # the attention ConfigDict (frozen)
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, mask_BL=None, *, is_causal=False, deterministic=True, mask=None):
+        cfg = self.config
+        b, length, d = x.shape
+        h = self.num_heads
+        dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        kernel = nn.initializers.normal(INIT_STD)
+        proj = dict(
+            kernel_init=partitioned(kernel, ("embed", "joined_kv")),
+            bias_init=partitioned(nn.initializers.zeros, ("joined_kv",)),
+            **dense,
+        )
+        q, k, v = (
+            nn.Dense(d, name=name, **proj)(x).reshape(b, length, h, d // h)
+            for name in ("query", "key", "value")
+        )
+        if mask is None and mask_BL is not None:
+            mask = mask_BL.astype(bool)[:, None, None, :]
+        gamma, zeta = clip_range(cfg, length)
+        sink = None
+        if cfg.normalizer == "sink":
+            sink = self.param(
+                "sink", partitioned(nn.initializers.zeros, ("heads",)), (h,), self.param_dtype
+            )
+        use_weights = (self.dropout_rate > 0 and not deterministic) or (
+            cfg.implementation == "reference" and cfg.normalizer == "sink"
+        )
+        if use_weights:
+            if sink is not None:
+                w = sink_weights(q, k, sink, mask=mask, is_causal=is_causal)
+            else:
+                w = attn.attention_weights(
+                    q,
+                    k,
+                    normalizer=cfg.normalizer,
+                    mask=mask,
+                    is_causal=is_causal,
+                    gamma=gamma,
+                    zeta=zeta,
+                )
+            w = nn.Dropout(self.dropout_rate)(w, deterministic=deterministic)
+            ctx = jnp.einsum("bhts,bshd->bthd", w.astype(v.dtype), v)
+        elif sink is not None:
+            ctx = sink_attention(q, k, v, sink, mask=mask, is_causal=is_causal)
+        else:
+            ctx = attn.dot_product_attention(
+                q,
+                k,
+                v,
+                normalizer=cfg.normalizer,
+                mask=mask,
+                is_causal=is_causal,
+                gamma=gamma,
+                zeta=zeta,
+                implementation=cfg.implementation,
+            )
+        if cfg.gate != "none":
+            visible = attn._full_mask(mask, is_causal, length, length)
+            if visible is not None:
+                visible = jnp.broadcast_to(visible, (visible.shape[0], 1, length, length))[:, 0]
+            gate = HeadGate(h, cfg.gate, cfg.gate_mlp, cfg.gate_init, name="gate", **dense)(
+                x, visible
+            )
+            ctx = ctx * gate.astype(ctx.dtype)
+        out = nn.Dense(
+            d,
+            name="out_proj",
+            kernel_init=partitioned(kernel, ("joined_kv", "embed")),
+            bias_init=partitioned(nn.initializers.zeros, ("embed",)),
+            **dense,
+        )
+        return out(ctx.reshape(b, length, d))

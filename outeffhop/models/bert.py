@@ -1,0 +1,74 @@
+"""BERT for masked language modelling (post-LN), with pluggable attention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from outeffhop.models.attention_block import partitioned
+from outeffhop.models.blocks import (
+    ACTIVATIONS,
+    TransformerLayer,
+    check_length,
+    dense,
+    dtypes,
+    embed,
+    layer_norm,
+)
+
+
+def check_token_ids(input_ids, name: str = "input_ids") -> None:
+    """Raises ValueError unless ``input_ids`` is an integer [B, L] array."""
+    if input_ids.ndim != 2 or not jnp.issubdtype(input_ids.dtype, jnp.integer):
+        raise ValueError(
+            f"{name} must be an integer array [B, L]; got {input_ids.dtype} {input_ids.shape}."
+        )
+
+
+class Bert(nn.Module):
+    """input_ids [B, L] (+ attention_mask, token_type_ids [B, L]) -> MLM logits [B, L, V].
+
+    Embeddings (word + position + token type, LayerNorm, dropout), ``num_layers`` post-LN
+    layers ``layer_{i}``, and the MLM head: mlm_dense -> GELU -> mlm_ln -> tied decoder + bias.
+    """
+
+    config: Any
+
+    @nn.compact
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, deterministic=True):
+        cfg = self.config
+        check_token_ids(input_ids)
+        length = input_ids.shape[1]
+        check_length(length, cfg)
+        word = embed(cfg.vocab_size, cfg.d_model, ("vocab", "embed"), "word_embeddings", cfg)
+        pos = embed(cfg.max_len, cfg.d_model, ("pos", "embed"), "position_embeddings", cfg)
+        x = word(input_ids) + pos(jnp.arange(length))[None]
+        if cfg.type_vocab_size:
+            if token_type_ids is None:
+                token_type_ids = jnp.zeros_like(input_ids)
+            types = embed(
+                cfg.type_vocab_size,
+                cfg.d_model,
+                ("type_vocab", "embed"),
+                "token_type_embeddings",
+                cfg,
+            )
+            x = x + types(token_type_ids)
+        x = layer_norm("embeddings_ln", cfg)(x)
+        x = nn.Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
+        for i in range(cfg.num_layers):
+            layer = TransformerLayer(cfg, pre_ln=False, name=f"layer_{i}")
+            x = layer(x, attention_mask, deterministic=deterministic)
+        x = ACTIVATIONS[cfg.activation](
+            dense(cfg.d_model, ("embed", "hidden"), "mlm_dense", cfg)(x)
+        )
+        x = layer_norm("mlm_ln", cfg)(x)
+        bias = self.param(
+            "mlm_bias",
+            partitioned(nn.initializers.zeros, ("vocab",)),
+            (cfg.vocab_size,),
+            dtypes(cfg)["param_dtype"],
+        )
+        return word.attend(x) + bias.astype(x.dtype)

@@ -1,0 +1,150 @@
+"""Model presets (paper sizes and tiny CPU sizes) as ml_collections ConfigDicts, and checks."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from outeffhop.models.attention_block import attention_config, check_attention_config
+from outeffhop.models.blocks import ACTIVATIONS
+
+MODELS = ("bert", "opt", "vit")
+TASKS = {"bert": "mlm", "opt": "causal_lm", "vit": "classification"}
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _base(model: str, **sizes) -> ml_collections.ConfigDict:
+    cfg = ml_collections.ConfigDict()
+    cfg.model = model  # bert | opt | vit: the module build_model makes
+    cfg.task = TASKS[model]  # mlm | causal_lm | classification: picks models.loss_fn
+    cfg.num_layers = sizes["num_layers"]  # transformer layers
+    cfg.d_model = sizes["d_model"]  # residual width D
+    cfg.num_heads = sizes["num_heads"]  # attention heads H (D % H == 0)
+    cfg.d_ff = sizes["d_ff"]  # FFN hidden width
+    cfg.activation = {"opt": "relu"}.get(model, "gelu")  # gelu | gelu_tanh | relu
+    cfg.layer_norm_eps = {"bert": 1e-12, "opt": 1e-5, "vit": 1e-6}[model]  # LayerNorm epsilon
+    cfg.hidden_dropout = sizes.get("hidden_dropout", 0.0)  # embeddings, residual branches
+    cfg.attention_dropout = sizes.get("attention_dropout", 0.0)  # on attention weights
+    cfg.dtype = "float32"  # compute dtype: float32 | bfloat16 | float16
+    cfg.param_dtype = "float32"  # parameter dtype
+    cfg.attention = attention_config(**_ATTENTION_DEFAULTS[model])  # normalizer, gate, sink
+    if model in ("bert", "opt"):
+        cfg.vocab_size = sizes["vocab_size"]  # token vocabulary V (set it to the tokenizer's)
+        cfg.max_len = sizes["max_len"]  # position table length: longest sequence accepted
+    if model == "bert":
+        cfg.type_vocab_size = 2  # token type (segment A/B) table; 0 = none
+    if model == "vit":
+        cfg.image_size = sizes["image_size"]  # square input side S
+        cfg.patch_size = sizes["patch_size"]  # patch side p (S % p == 0)
+        cfg.num_channels = sizes["num_channels"]  # input channels C
+        cfg.num_classes = sizes["num_classes"]  # classifier outputs
+    return cfg
+
+
+# Clipped-softmax and gate presets of Bondarenko et al. (2023), DESIGN section 4.
+_ATTENTION_DEFAULTS = {
+    "bert": dict(gamma=-0.025, zeta=1.0, gate_init=0.5),
+    "opt": dict(gamma=-12.0 / 512, zeta=1.0, gate_init=0.25),  # alpha=12, T=512
+    "vit": dict(gamma=-1e-5, zeta=1.0, gate_init=0.25),
+}
+
+_TINY = dict(num_layers=2, d_model=32, num_heads=4, d_ff=64)
+_PRESETS = {
+    "bert-base": (
+        "bert",
+        dict(
+            num_layers=12,
+            d_model=768,
+            num_heads=12,
+            d_ff=3072,
+            vocab_size=30522,
+            max_len=512,
+            hidden_dropout=0.1,
+            attention_dropout=0.1,
+        ),
+    ),
+    "bert-tiny": ("bert", dict(_TINY, vocab_size=512, max_len=64)),
+    "opt-125m": (
+        "opt",
+        dict(
+            num_layers=12,
+            d_model=768,
+            num_heads=12,
+            d_ff=3072,
+            vocab_size=50272,
+            max_len=2048,
+            hidden_dropout=0.1,
+        ),
+    ),
+    "opt-tiny": ("opt", dict(_TINY, vocab_size=512, max_len=64)),
+    "vit-s/16": (
+        "vit",
+        dict(
+            num_layers=12,
+            d_model=384,
+            num_heads=6,
+            d_ff=1536,
+            image_size=224,
+            patch_size=16,
+            num_channels=3,
+            num_classes=1000,
+        ),
+    ),
+    "vit-tiny": (
+        "vit",
+        dict(_TINY, image_size=8, patch_size=2, num_channels=1, num_classes=10),
+    ),
+}
+PRESETS = tuple(_PRESETS)
+
+
+def get_config(preset: str, **overrides) -> ml_collections.ConfigDict:
+    """A fresh model ConfigDict for ``preset`` (see PRESETS), top-level fields overridden."""
+    if preset not in _PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    model, sizes = _PRESETS[preset]
+    cfg = _base(model, **sizes)
+    for key, value in overrides.items():
+        if key not in cfg:
+            raise ValueError(f"unknown model config field {key!r} for preset {preset!r}.")
+        if key == "attention":
+            cfg.attention.update(value)
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def _positive(cfg, *names):
+    for name in names:
+        if not (isinstance(cfg[name], int) and cfg[name] > 0):
+            raise ValueError(f"{name} must be a positive integer; got {cfg[name]!r}.")
+
+
+def check_config(cfg) -> None:
+    """Raises ValueError naming the first bad field of a model config."""
+    if cfg.get("model") not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}; got {cfg.get('model')!r}.")
+    _positive(cfg, "num_layers", "d_model", "num_heads", "d_ff")
+    if cfg.d_model % cfg.num_heads:
+        raise ValueError(
+            f"d_model must be divisible by num_heads; got {cfg.d_model} and {cfg.num_heads}."
+        )
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {', '.join(ACTIVATIONS)}; got {cfg.activation!r}."
+        )
+    for name in ("dtype", "param_dtype"):
+        if cfg[name] not in DTYPES:
+            raise ValueError(f"{name} must be one of {', '.join(DTYPES)}; got {cfg[name]!r}.")
+    for name in ("hidden_dropout", "attention_dropout"):
+        if not 0.0 <= cfg[name] < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1); got {cfg[name]}.")
+    if cfg.model in ("bert", "opt"):
+        _positive(cfg, "vocab_size", "max_len")
+    if cfg.model == "vit":
+        _positive(cfg, "image_size", "patch_size", "num_channels", "num_classes")
+        if cfg.image_size % cfg.patch_size:
+            raise ValueError(
+                f"image_size must be divisible by patch_size; got {cfg.image_size} "
+                f"and {cfg.patch_size}."
+            )
+    check_attention_config(cfg.attention, cfg.d_model // cfg.num_heads)

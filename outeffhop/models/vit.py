@@ -1,0 +1,64 @@
+"""Vision Transformer for image classification (pre-LN), with pluggable attention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from outeffhop.models.attention_block import INIT_STD, partitioned
+from outeffhop.models.blocks import TransformerLayer, dense, dtypes, layer_norm
+
+
+class ViT(nn.Module):
+    """images [B, S, S, C] -> class logits [B, num_classes] read from the CLS token.
+
+    ``patch_embedding`` (conv, stride = patch_size), CLS token ``cls``, learned
+    ``position_embeddings`` [1, 1 + (S/p)^2, D], dropout, pre-LN layers ``layer_{i}``,
+    ``final_ln`` and a linear ``head``.
+    """
+
+    config: Any
+
+    @nn.compact
+    def __call__(self, images, *, deterministic=True):
+        cfg = self.config
+        expected = (cfg.image_size, cfg.image_size, cfg.num_channels)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"images must be [B, {expected[0]}, {expected[1]}, {expected[2]}] "
+                f"(image_size={cfg.image_size}, num_channels={cfg.num_channels}); "
+                f"got shape {images.shape}."
+            )
+        p, d = cfg.patch_size, cfg.d_model
+        x = nn.Conv(
+            d,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            name="patch_embedding",
+            kernel_init=partitioned(nn.initializers.lecun_normal(), (None, None, None, "embed")),
+            bias_init=partitioned(nn.initializers.zeros, ("embed",)),
+            **dtypes(cfg),
+        )(images.astype(dtypes(cfg)["dtype"]))
+        b = x.shape[0]
+        x = x.reshape(b, -1, d)
+        param_dtype = dtypes(cfg)["param_dtype"]
+        cls = self.param(
+            "cls", partitioned(nn.initializers.zeros, (None, None, "embed")), (1, 1, d), param_dtype
+        )
+        x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (b, 1, d)), x], axis=1)
+        pos = self.param(
+            "position_embeddings",
+            partitioned(nn.initializers.normal(INIT_STD), (None, "pos", "embed")),
+            (1, x.shape[1], d),
+            param_dtype,
+        )
+        x = nn.Dropout(cfg.hidden_dropout)(x + pos.astype(x.dtype), deterministic=deterministic)
+        for i in range(cfg.num_layers):
+            x = TransformerLayer(cfg, pre_ln=True, name=f"layer_{i}")(
+                x, deterministic=deterministic
+            )
+        x = layer_norm("final_ln", cfg)(x)
+        return dense(cfg.num_classes, ("embed", "classes"), "head", cfg)(x[:, 0])
