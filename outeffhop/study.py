@@ -276,7 +276,7 @@ def jobs_for(config, workdir: str) -> list[dict]:
                         seed=seed,
                         overrides=overrides,
                         num_calib=config.num_calib,
-                        ablations=config.ablations,
+                        ablations=family in config.ablations,
                         int8=config.int8,
                         workdir=os.path.join(workdir, "runs", family, variant, f"seed{seed}"),
                     )
