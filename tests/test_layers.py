@@ -22,6 +22,11 @@ def _run(model, *args, variables=None, **kwargs):
     """
     if variables is None:
         variables = model.init(jax.random.key(0), *args)
+        # Scale the N(0, 0.02) kernels up so associations are peaked, not ~uniform: then
+        # beta, the update steps and the masks visibly change the result.
+        variables = jax.tree_util.tree_map_with_path(
+            lambda p, a: a * 25.0 if "kernel" in jax.tree_util.keystr(p) else a, variables
+        )
     return variables, model.apply(variables, *args, **kwargs)
 
 
@@ -75,6 +80,16 @@ def test_per_head_scaling_is_per_head_beta():
     v, (_, xi) = _run(Hopfield(input_size=8, num_heads=2, scaling=(0.3, 3.0)), X, **kw)
     for h, beta in enumerate((0.3, 3.0)):
         _, (_, xi_h) = _run(Hopfield(input_size=8, num_heads=2, scaling=beta), X, variables=v, **kw)
+        np.testing.assert_allclose(xi[:, h], xi_h[:, h], atol=1e-6)
+
+
+def test_per_head_update_steps():
+    kw = dict(return_association=True)
+    both = Hopfield(input_size=8, num_heads=2, update_steps_max=(0, 3), update_steps_eps=1e-9)
+    v, (_, xi) = _run(both, X, **kw)
+    for h, steps in enumerate((0, 3)):
+        one = Hopfield(input_size=8, num_heads=2, update_steps_max=steps, update_steps_eps=1e-9)
+        _, (_, xi_h) = _run(one, X, variables=v, **kw)
         np.testing.assert_allclose(xi[:, h], xi_h[:, h], atol=1e-6)
 
 
