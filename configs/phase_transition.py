@@ -43,7 +43,7 @@ def get_config(arg=None):
     c.time.bound = 0.5  # B of the timed inputs (time does not depend on it; error does)
     c.time.repeats = 3 if quick else 5  # timed runs per point after a warm-up (median)
     c.time.dense_max_bytes = 2**31  # dense n x n logits only below this size (4 n^2 bytes)
-    c.time.always_blocked = False  # also time the query-blocked exact loop where dense fits
+    c.time.always_blocked = not quick  # also time the query-blocked exact loop where dense fits
     c.time.block = 1024  # queries per block in the blocked exact loop
     c.time.chunk = 128  # chunk of the causal poly prefix scan
     return c

@@ -57,6 +57,7 @@ def get_config(arg=None):
             "exact": {},
             "poly_g3": {"degree": 3},
             "exact_proj_B_half": {"norm_target": 0.5, "project": True},
+            "poly_g3_proj_B_half": {"degree": 3, "norm_target": 0.5, "project": True},
             "exact_init_normal": {"init": "normal"},
             "exact_init_sample": {"init": "sample"},
         }
@@ -64,4 +65,5 @@ def get_config(arg=None):
     if quick:
         del c.variants["exact_init_normal"]
         del c.variants["exact_init_sample"]
+        del c.variants["poly_g3_proj_B_half"]
     return c

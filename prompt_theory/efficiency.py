@@ -19,7 +19,13 @@ import jax
 import jax.numpy as jnp
 
 from prompt_theory import model as pm
-from prompt_theory import poly_attention as pa
+from prompt_theory.poly_attention import (
+    attention_error_bound,
+    poly_attention_fn,
+    poly_rank,
+    taylor_degree,
+    taylor_rel_error,
+)
 
 
 def _pre(params: dict, z: jax.Array) -> jax.Array:
@@ -78,8 +84,8 @@ def norm_criterion(
     sqrt_log_n = math.sqrt(math.log(n)) if n > 1 else 0.0
     ratio = b_eff / sqrt_log_n if n > 1 else math.inf
     try:
-        degree = pa.taylor_degree(out["max_qk_scaled_out"], eps)
-        rank = pa.poly_rank(d, degree)
+        degree = taylor_degree(out["max_qk_scaled_out"], eps)
+        rank = poly_rank(d, degree)
     except ValueError:
         degree, rank = -1, math.inf
     out.update(
@@ -105,13 +111,13 @@ def select_attention(crit: dict, *, max_degree: int = 8):
     its rank is below n (cost n r d < n^2 d). The asymptotic regime is reported, not used:
     at small n a hard-regime prompt can still be cheap to approximate, and vice versa."""
     use_poly = 0 <= crit["degree"] <= max_degree and crit["poly_cheaper"]
-    rel = pa.taylor_rel_error(crit["max_qk_scaled_out"], max(crit["degree"], 0))
+    rel = taylor_rel_error(crit["max_qk_scaled_out"], max(crit["degree"], 0))
     info = {
         "attention": "poly" if use_poly else "exact",
         "degree": crit["degree"] if use_poly else None,
         "kernel_rel_error": rel if use_poly else 0.0,
     }
-    return (pa.poly_attention_fn(crit["degree"]) if use_poly else None), info
+    return (poly_attention_fn(crit["degree"]) if use_poly else None), info
 
 
 def prompted_inference(
@@ -133,8 +139,8 @@ def prompted_inference(
         v_range=v_range,
         poly_error_bound=math.inf
         if crit["degree"] < 0
-        else pa.attention_error_bound(pa.taylor_rel_error(crit["max_qk_scaled_out"], g), v_range),
-        error_bound=pa.attention_error_bound(info["kernel_rel_error"], v_range),
+        else attention_error_bound(taylor_rel_error(crit["max_qk_scaled_out"], g), v_range),
+        error_bound=attention_error_bound(info["kernel_rel_error"], v_range),
     )
     run = jax.jit(functools.partial(pm.prompted, scale=scale, causal=causal, attention_fn=fn))
     return run(params, prompt, x), info

@@ -21,7 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from prompt_theory import model as pm
-from prompt_theory import poly_attention as pa
+from prompt_theory.poly_attention import (
+    attention_error_bound,
+    poly_attention,
+    poly_rank,
+    taylor_degree,
+    taylor_rel_error,
+)
 
 
 def qkv_with_max_norm(key, n: int, d: int, bound: float, inputs: str = "sign"):
@@ -84,8 +90,8 @@ def error_vs_bound(cfg, key, log=print) -> dict:
     e, s = cfg.error, 1.0 / cfg.d
     out = {"B": list(e.bounds), "degrees": {}}
     for g in e.degrees:
-        rows = {"rank": pa.poly_rank(cfg.d, g), "max_err": [], "bound": [], "b": []}
-        poly = jax.jit(lambda q, k, v, g=g: pa.poly_attention(q, k, v, degree=g, scale=s))
+        rows = {"rank": poly_rank(cfg.d, g), "max_err": [], "bound": [], "b": []}
+        poly = jax.jit(lambda q, k, v, g=g: poly_attention(q, k, v, degree=g, scale=s))
         for bound in e.bounds:
             q, k, v = qkv_with_max_norm(key, e.n, cfg.d, bound, cfg.inputs)
             exact = pm.exact_attention(q, k, v, s)
@@ -94,7 +100,7 @@ def error_vs_bound(cfg, key, log=print) -> dict:
             v_range = float(jnp.max(v.max(0) - v.min(0)))
             rows["max_err"].append(err)
             rows["b"].append(b)
-            rows["bound"].append(pa.attention_error_bound(pa.taylor_rel_error(b, g), v_range))
+            rows["bound"].append(attention_error_bound(taylor_rel_error(b, g), v_range))
         out["degrees"][str(g)] = rows
         errs = ", ".join(f"{x:.1e}" for x in rows["max_err"])
         log(f"error: degree {g} (rank {rows['rank']}): max err {errs}")
@@ -106,7 +112,7 @@ def degree_vs_bound(cfg, key, log=print) -> dict:
     dg, d = cfg.degree, cfg.d
     out = {"B": list(dg.bounds), "eps": {}}
     for eps in dg.eps:
-        formula = [pa.taylor_degree(bound**2, eps) for bound in dg.bounds]  # b = (1/d) d B^2
+        formula = [taylor_degree(bound**2, eps) for bound in dg.bounds]  # b = (1/d) d B^2
         measured = []
         for bound in dg.bounds:
             q, k, v = qkv_with_max_norm(key, dg.n, d, bound, cfg.inputs)
@@ -114,16 +120,16 @@ def degree_vs_bound(cfg, key, log=print) -> dict:
             v_range = float(jnp.max(v.max(0) - v.min(0)))
             found = None
             for g in range(dg.max_degree + 1):
-                approx = pa.poly_attention(q, k, v, degree=g, scale=1.0 / d)
+                approx = poly_attention(q, k, v, degree=g, scale=1.0 / d)
                 if float(jnp.max(jnp.abs(approx - exact))) <= eps * v_range:
                     found = g
                     break
             measured.append(found)
         out["eps"][f"{eps:g}"] = {
             "degree_formula": formula,
-            "rank_formula": [pa.poly_rank(d, g) for g in formula],
+            "rank_formula": [poly_rank(d, g) for g in formula],
             "degree_measured": measured,
-            "rank_measured": [None if g is None else pa.poly_rank(d, g) for g in measured],
+            "rank_measured": [None if g is None else poly_rank(d, g) for g in measured],
         }
         log(f"degree: eps {eps:g}: formula {formula}, measured {measured}")
     # B_crit(n): the largest B whose worst-case rank stays below n, at the fixed d and at
@@ -145,7 +151,7 @@ def b_crit(n: int, d: int, eps: float, iters: int = 30) -> float:
 
     def ok(bound):
         try:
-            return pa.poly_rank(d, pa.taylor_degree(bound**2, eps)) < n
+            return poly_rank(d, taylor_degree(bound**2, eps)) < n
         except ValueError:  # past MAX_DEGREE
             return False
 
@@ -169,8 +175,8 @@ def time_vs_n(cfg, key, log=print) -> dict:
         "exact_blocked": lambda q, k, v: exact_blocked(q, k, v, s, t.block),
     }
     for g in t.degrees:
-        fns[f"poly_g{g}"] = lambda q, k, v, g=g: pa.poly_attention(q, k, v, degree=g, scale=s)
-        fns[f"poly_g{g}_causal"] = lambda q, k, v, g=g: pa.poly_attention(
+        fns[f"poly_g{g}"] = lambda q, k, v, g=g: poly_attention(q, k, v, degree=g, scale=s)
+        fns[f"poly_g{g}_causal"] = lambda q, k, v, g=g: poly_attention(
             q, k, v, degree=g, scale=s, causal=True, chunk=t.chunk
         )
     jitted = {name: jax.jit(f) for name, f in fns.items()}
@@ -201,7 +207,7 @@ def time_vs_n(cfg, key, log=print) -> dict:
     }
     res["bytes_per_nr"] = {
         f"poly_g{g}": [
-            None if b is None else b / (n * pa.poly_rank(d, g))
+            None if b is None else b / (n * poly_rank(d, g))
             for n, b in zip(ns, res["temp_bytes"][f"poly_g{g}"], strict=True)
         ]
         for g in t.degrees

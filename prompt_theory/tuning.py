@@ -17,7 +17,7 @@ import optax
 
 from prompt_theory import efficiency as ef
 from prompt_theory import model as pm
-from prompt_theory import poly_attention as pa
+from prompt_theory.poly_attention import poly_attention_fn
 
 INITS = ("uniform", "normal", "sample", "vocab")
 OPTIMIZERS = ("adafactor", "adam", "sgd")
@@ -65,7 +65,7 @@ def make_optimizer(name: str = "adafactor", learning_rate: float = 0.3):
 
 def attention_fn_for(degree: int | None):
     """None (exact attention) for degree None, else the poly attention hook of that degree."""
-    return None if degree is None else pa.poly_attention_fn(int(degree))
+    return None if degree is None else poly_attention_fn(int(degree))
 
 
 def prompt_loss(prompt, params, x, y, *, scale="1/sqrt(d)", causal=False, attention_fn=None):

@@ -1,5 +1,6 @@
 """Norm criterion against a direct computation; poly/exact choice; norm-constrained prompts."""
 
+import importlib
 import math
 
 import chex
@@ -11,7 +12,9 @@ import pytest
 from prompt_theory import efficiency as ef
 from prompt_theory import model as pm
 from prompt_theory import phase_transition as pt
-from prompt_theory import poly_attention as pa
+
+# the module (prompt_theory.poly_attention is the exported function of the same name)
+pa = importlib.import_module("prompt_theory.poly_attention")
 
 
 def _setup(pre=0, prompt_scale=0.3, seed=0):

@@ -1,5 +1,6 @@
 """Polynomial attention: Taylor formulas, features, agreement with exact attention, bad input."""
 
+import importlib
 import math
 
 import chex
@@ -11,8 +12,10 @@ from absl.testing import parameterized
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prompt_theory import poly_attention as pa
 from prompt_theory.model import exact_attention
+
+# the module (prompt_theory.poly_attention is the exported function of the same name)
+pa = importlib.import_module("prompt_theory.poly_attention")
 
 
 def _qkv(n, d, bound, seed=0, lead=(), m=None):
