@@ -1,6 +1,7 @@
 """BERT masked-LM pre-training (post-LN, MLM 15% 80/10/10) with the study's attention variants.
 
-Command (quick, ~2 min on a 2-core CPU; loss falls from ~7.6 = log(2048) to below ~6.5):
+Command (quick: 2 min 21 s measured on a shared 2-core CPU, tokenizer training included;
+MLM loss falls from 7.6 = log(2048) to eval loss 5.80 at step 300):
     python scripts/train.py --config configs/bert.py:quick --workdir runs/bert_quick
 Presets:
     quick  bert-tiny (2L/32/4H), vocab 2048, seq 64, 300 steps of batch 16, 1.5 MB corpus cap.
@@ -51,6 +52,7 @@ def get_config(arg: str = "quick"):
         c.log_every, c.eval_every, c.checkpoint_every = 100, 10_000, 5_000
         c.eval_steps = 50
         c.parallelism = "fsdp"
+        c.rng_impl = "rbg"  # fast dropout bits on TPU/GPU (layout-dependent, still seeded)
         c.progress_bar = True
     c.optim.schedule = "linear"  # warmup then linear decay to 0 (BERT recipe)
     c.optim.clip_norm = 1.0  # global-norm clipping

@@ -1,7 +1,7 @@
 """ViT image classification (pre-LN, CLS token) with the study's attention variants.
 
-Command (quick, ~2 min on a 2-core CPU; scikit-learn digits, eval accuracy well above the
-10% chance level):
+Command (quick: 33 s measured on a shared 2-core CPU; scikit-learn digits, eval accuracy
+0.43 at step 300 against 0.10 chance, eval loss 1.74 from log(10) = 2.30):
     python scripts/train.py --config configs/vit.py:quick --workdir runs/vit_quick
 Presets:
     quick  vit-tiny (2L/32/4H, patch 2 on 8x8x1 digits), 300 steps of batch 32.
@@ -59,6 +59,7 @@ def get_config(arg: str = "quick"):
         c.log_every, c.eval_every, c.checkpoint_every = 100, 6_250, 5_000
         c.eval_steps = 50
         c.parallelism = "fsdp"
+        c.rng_impl = "rbg"  # fast dropout bits on TPU/GPU (layout-dependent, still seeded)
     c.optim.clip_norm = 1.0  # global-norm clipping
     c.data.batch_size = c.batch_size  # the pipeline reads it; the trainer overrides it anyway
     return c

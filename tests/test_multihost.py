@@ -20,7 +20,7 @@ import sys
 from outeffhop.train import toy, train_and_evaluate
 c = toy.get_config()
 c.num_steps, c.log_every, c.eval_every, c.checkpoint_every = {steps}, 1, 4, 4
-c.parallelism, c.fsdp_min_size, c.sync_every_step = "fsdp", 64, True
+c.parallelism, c.fsdp_min_size = "fsdp", 64  # sync_every_step: automatic on CPU
 c.distributed.enabled, c.distributed.coordinator_address = True, sys.argv[2]
 c.distributed.num_processes, c.distributed.process_id = 2, int(sys.argv[3])
 c.distributed.num_cpu_devices = 4

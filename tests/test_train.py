@@ -186,6 +186,7 @@ BAD = [
     ("optim.name", "lamb", "config.optim.name must be one of adamw"),
     ("optim.schedule", "step", "config.optim.schedule must be one of linear"),
     ("parallelism", "tp", "config.parallelism must be dp or fsdp"),
+    ("rng_impl", "philox", "config.rng_impl must be one of threefry2x32"),
     ("batch_size", 12, "config.batch_size must be divisible by grad_accum_steps x device"),
     ("data.path", "/no/such/corpus", "config.data.path '/no/such/corpus' does not exist"),
     ("model.hidden_size", 48, "another shape than config.model .*Dense_0/bias"),

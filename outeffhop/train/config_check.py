@@ -8,6 +8,7 @@ from numbers import Number
 from outeffhop.train import optim, sharding
 
 POSITIVE = ("batch_size", "grad_accum_steps", "num_steps", "log_every")
+RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 NON_NEGATIVE = (
     "eval_every",
     "eval_steps",
@@ -53,6 +54,10 @@ def validate(cfg, task, *, num_devices: int, process_count: int = 1) -> None:
         raise ValueError(
             f"config.optim.schedule must be one of {', '.join(optim.SCHEDULES)}; "
             f"got {cfg.optim.schedule!r}."
+        )
+    if cfg.get("rng_impl", "threefry2x32") not in RNG_IMPLS:
+        raise ValueError(
+            f"config.rng_impl must be one of {', '.join(RNG_IMPLS)}; got {cfg.rng_impl!r}."
         )
     if cfg.parallelism not in sharding.PARALLELISM:
         raise ValueError(f"config.parallelism must be dp or fsdp; got {cfg.parallelism!r}.")

@@ -23,7 +23,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _keys(cfg):
-    init_key, train_key = jax.random.split(jax.random.key(cfg.seed))
+    key = jax.random.key(cfg.seed, impl=cfg.get("rng_impl", None) or None)
+    init_key, train_key = jax.random.split(key)
     return init_key, train_key
 
 
@@ -105,7 +106,7 @@ def train_step(state, batch, *, cfg, task, model, tx, schedule):
 
 def eval_step(params, batch, *, task, model):
     """Sums (loss, weight, correct) of one eval batch, no dropout."""
-    return task.loss(model, params, batch, jax.random.key(0), False)
+    return task.loss(model, params, batch, jax.random.key(0), False)  # rng unused
 
 
 def _check_finite(step, values, last_saved):
@@ -186,6 +187,8 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
         progress_bar=cfg.progress_bar,
     )
     tokens_per_step = cfg.batch_size * task.tokens_per_example(cfg)
+    # CPU collectives (gloo) deadlock when several steps are in flight across processes.
+    sync_every_step = cfg.sync_every_step or (pcount > 1 and jax.default_backend() == "cpu")
     last_saved = resume_step
     pending = None
     clock = {"t": time.perf_counter(), "step": start}
@@ -207,7 +210,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
         for step in range(start + 1, cfg.num_steps + 1):
             batch = sharding.global_batch(next(data_iter), mesh)
             state, dev_metrics = step_fn(state, batch)
-            if cfg.sync_every_step:
+            if sync_every_step:
                 jax.block_until_ready(dev_metrics)
             if pending is not None:
                 settle(pending)
