@@ -37,13 +37,16 @@ def time_variants(variants: dict, args_of: dict, repeats: int) -> dict[str, tupl
     """Median (wall ms, process CPU ms) per variant, in interleaved rounds after compiling.
 
     CPU time (all threads of this process) is far less sensitive than wall time to other
-    processes sharing the cores, so its ratios are the ones to trust on a busy machine.
+    processes sharing the cores, so its ratios are the ones to trust on a busy machine. The
+    order rotates every round, so no variant always runs right after a heavier one.
     """
     for name, fn in variants.items():
         jax.block_until_ready(fn(*args_of[name]))  # compile + warm-up
     times = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
+    names = list(variants)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate: no slot bias
+            fn = variants[name]
             t0, c0 = time.perf_counter(), time.process_time()
             jax.block_until_ready(fn(*args_of[name]))
             times[name].append((1e3 * (time.perf_counter() - t0), 1e3 * (time.process_time() - c0)))
