@@ -105,7 +105,7 @@ def _check_config(m) -> None:
 
 
 def _per_head(value, dtype):
-    """A scalar stays a scalar; a per-head sequence becomes an array [H, 1] (lead dims [B, H])."""
+    """A scalar stays a scalar; a per-head sequence becomes an array [H] (lead dims [B, H])."""
     arr = np.asarray(value, dtype)
     return arr if arr.ndim == 0 else arr.reshape(-1)
 
