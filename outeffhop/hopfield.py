@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from outeffhop import softmax as sm
 
@@ -30,9 +31,9 @@ def _check(x, patterns, beta, normalizer):
     if jnp.ndim(beta) != 0:
         raise ValueError(f"beta must be a positive scalar; got shape {jnp.shape(beta)}.")
     try:
-        bad = not bool(jnp.asarray(beta) > 0)
-    except jax.errors.ConcretizationTypeError:  # traced beta: cannot check here
-        bad = False
+        bad = not np.asarray(beta) > 0
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        bad = False  # a traced beta cannot be checked here
     if bad:
         raise ValueError(f"beta must be a positive scalar; got {beta}.")
     dtype = jnp.result_type(x, patterns)

@@ -58,24 +58,28 @@ def _prepare(x, where):
     return x, dtype
 
 
-def _parts(x, axis, one):
-    """m, exp(x - m) and the denominator, with m = max(max_j x_j, 0 if one else -inf).
+def _parts(x, axis):
+    """m = max_j x_j (0 for rows that are all -inf), e = exp(x - m) and s = sum_j e_j.
 
-    Rows that are all -inf (fully masked) get m = 0, so nothing overflows.
+    So logsumexp(x) = m + log(s); nothing overflows, and fully masked rows give s = 0.
     """
     m = jnp.max(x, axis=axis, keepdims=True)
-    m = jnp.maximum(m, 0.0) if one else jnp.where(jnp.isfinite(m), m, 0.0)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
     e = jnp.exp(x - m)
-    denom = jnp.sum(e, axis=axis, keepdims=True)
-    return m, e, denom + jnp.exp(-m) if one else denom
+    return m, e, jnp.sum(e, axis=axis, keepdims=True)
 
 
 # Softmax and Softmax_1 share the Jacobian diag(y) - y y^T, so one custom JVP serves
 # both: it keeps only y for the backward pass and is finite at -inf (masked) entries.
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _normalized(x, axis, one):
-    _, e, denom = _parts(x, axis, one)
-    return e / (denom if one else jnp.where(denom > 0, denom, 1.0))
+    m, e, s = _parts(x, axis)
+    scale = 1.0 / jnp.where(s > 0, s, 1.0)
+    if one:
+        # S / (1 + S) = sigmoid(log S): Softmax_1 is softmax times a per-row factor, so it
+        # makes the same passes over x as softmax (measured faster than exp(-m) in the sum).
+        scale = scale * jax.nn.sigmoid(m + jnp.log(s))
+    return e * scale
 
 
 @_normalized.defjvp
@@ -87,8 +91,9 @@ def _normalized_jvp(axis, one, primals, tangents):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _lse(x, axis, one):
-    m, _, denom = _parts(x, axis, one)
-    return jnp.squeeze(m + jnp.log(denom), axis=axis)
+    m, _, s = _parts(x, axis)
+    lse = jnp.squeeze(m + jnp.log(s), axis=axis)
+    return jax.nn.softplus(lse) if one else lse  # log(1 + S) = softplus(log S)
 
 
 @_lse.defjvp
@@ -107,10 +112,12 @@ def softmax(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax
 def softmax_1(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
     """Softmax_1(x)_i = exp(x_i) / (1 + sum_j exp(x_j)).
 
-    Stable form: with m = max(max_j x_j, 0) (no gradient flows through m),
-    ``exp(x - m) / (exp(-m) + sum_j exp(x_j - m))``. Clamping m at 0 keeps ``exp(-m)``
-    at most 1, so very negative or masked rows cannot overflow. Equals softmax over
-    ``[x, 0]`` with the last entry dropped; the outputs sum to less than 1.
+    Equals softmax over ``[x, 0]`` with the last entry dropped; the outputs sum to less
+    than 1. Computed stably as ``softmax(x) * sigmoid(lse(x))`` with lse = m + log sum_j
+    exp(x_j - m), m = max_j x_j: the same value as DESIGN's form
+    ``exp(x - m') / (exp(-m') + sum_j exp(x_j - m'))``, m' = max(m, 0), and like it never
+    exponentiates a large positive number, so very negative, +-1e4 or fully masked rows
+    stay finite (masked rows give 0). The backward pass uses y only (custom JVP).
     """
     x, dtype = _prepare(x, where)
     return _normalized(x, axis, True).astype(dtype)
