@@ -38,7 +38,7 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def _fmt(m, s, n):
-    return f"{m:.3g}" if n == 1 else f"{m:.3g} ± {s:.2g}"
+    return f"{m:.4g}" if n == 1 else f"{m:.4g} ± {s:.2g}"
 
 
 def table(family_rows: dict[str, list[dict]], variants) -> tuple[list[str], dict]:

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -46,12 +46,14 @@ rows = hnp.arrays(
 
 class TestFormulas:
     @pytest.mark.parametrize("jit", [False, True])
+    @settings(max_examples=12)
     @given(x=rows)
     def test_kurtosis_matches_numpy(self, jit, x):
         got = (jax.jit if jit else (lambda f: f))(outliers.kurtosis)(x)
         np.testing.assert_allclose(got, np_kurtosis(x), rtol=2e-3, atol=1e-3)
 
     @pytest.mark.parametrize("jit", [False, True])
+    @settings(max_examples=12)
     @given(x=rows)
     def test_inf_norm_matches_numpy(self, jit, x):
         got = (jax.jit if jit else (lambda f: f))(outliers.inf_norm)(x)
