@@ -26,6 +26,7 @@ def get_config(arg=None):
     c.check_every = 250  # steps between sup-error checks (early stop when all succeed)
     c.learning_rate = 0.1  # Adam learning rate on the prompt
     c.restarts = 2  # random prompt inits per length; success if any succeeds
+    c.seeds = 1  # fresh random models and datasets per point; the median length is reported
     c.scale = "1/sqrt(d)"  # score scale of the frozen model
     c.ffn_mult, c.ffn_layers = 4, 2  # frozen post-attention FFN: hidden d*ffn_mult, layers
     c.calc_eps = [0.25, 0.1, 0.05]  # eps values for the calculator table

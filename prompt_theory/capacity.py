@@ -181,6 +181,13 @@ def sweep_point(N, L, d, cfg, key) -> dict:
     }
 
 
+def _over_seeds(points: list[dict]) -> dict:
+    """Median over seeds (fresh model and data each) of the minimal length; None = not reached."""
+    per = [p["min_prompt_len"] for p in points]
+    med = float(np.median([math.inf if m is None else m for m in per]))
+    return {**points[0], "min_prompt_len": None if math.isinf(med) else med, "per_seed": per}
+
+
 def run(config, workdir: str) -> dict:
     """The capacity sweep over N, L and d, plus the calculator table; metrics, report, plots."""
     os.makedirs(workdir, exist_ok=True)
@@ -192,7 +199,8 @@ def run(config, workdir: str) -> dict:
     for axis, (N, L, d) in points:
         if (N, L, d) not in done:  # the base point is shared by the three sweeps
             k = jax.random.fold_in(key, 10_000 * N + 100 * L + d)
-            done[N, L, d] = sweep_point(N, L, d, config, k)
+            seeds = [k] + [jax.random.fold_in(k, s) for s in range(1, config.get("seeds", 1))]
+            done[N, L, d] = _over_seeds([sweep_point(N, L, d, config, ks) for ks in seeds])
         r = done[N, L, d]
         rows.append({"axis": axis, **r})
         print(
@@ -238,7 +246,10 @@ def _plot(rows, config, workdir):
         sel = [r for r in rows if r["axis"] == a]
         xs = [r[a] for r in sel]
         ys = [r["min_prompt_len"] if r["min_prompt_len"] else np.nan for r in sel]
-        ax.plot(xs, ys, "o-", label="measured (prompt tuning)")
+        ax.plot(xs, ys, "o-", label="measured (prompt tuning; median over seeds)")
+        for x, r in zip(xs, sel, strict=True):
+            pts = [m for m in r["per_seed"] if m is not None]
+            ax.plot([x] * len(pts), pts, ".", color="gray", alpha=0.6)
         miss = [
             (x, max(config.lengths))
             for x, r in zip(xs, sel, strict=True)
@@ -265,15 +276,19 @@ def _report(metrics, config, workdir):
         f"Fixed random frozen model (width d, head d, FFN {config.ffn_layers} layers); N pairs",
         f"X ~ U[0,1]^(L x d), Y ~ U[0,{config.value_range:g}]^(L x {config.d_out}) read from the"
         f" first output coordinates; success: max error < eps = {config.eps:g}. Adam, "
-        f"{config.steps} steps, {config.restarts} restarts; lengths tried {list(config.lengths)}.",
+        f"{config.steps} steps, {config.restarts} restarts, {config.get('seeds', 1)} seeds (fresh "
+        f"model and data each); lengths tried {list(config.lengths)}.",
         "",
-        "| varied | N | L | d | measured min L_p | bound (log2 m bits/number) | bound (float32) |",
-        "|---|---|---|---|---|---|---|",
+        "| varied | N | L | d | min L_p (median) | per seed | bound (log2 m bits/number) |"
+        " bound (float32) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    top = f"> {max(config.lengths)}"
     for r in metrics["sweep"]:
-        m = r["min_prompt_len"] if r["min_prompt_len"] is not None else f"> {max(config.lengths)}"
+        m = f"{r['min_prompt_len']:g}" if r["min_prompt_len"] is not None else top
+        seeds = ", ".join(str(v) if v is not None else top for v in r["per_seed"])
         lines.append(
-            f"| {r['axis']} | {r['N']} | {r['L']} | {r['d']} | {m} | "
+            f"| {r['axis']} | {r['N']} | {r['L']} | {r['d']} | {m} | {seeds} | "
             f"{r['bound_dof']:.2f} | {r['bound_float32']:.3f} |"
         )
     lines += [
