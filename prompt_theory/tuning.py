@@ -108,7 +108,8 @@ def tune_prompt(params, x, y, cfg, *, key, log=print) -> tuple[jax.Array, dict]:
     cfg fields: prompt_len, init, optimizer, learning_rate, steps, batch_size, scale, causal,
     degree (None = exact attention), penalty_weight, norm_target (B*; None = unconstrained),
     project (rescale prompt rows to B* after each step), log_every, eps.
-    History: per-step loss, and every log_every steps the norm criterion (B, b, regime).
+    History: per-step loss, every log_every steps the norm criterion (B, b, regime), and
+    the initial prompt (after projection, if any).
     """
     if x.ndim != 3 or y.shape != x.shape:
         raise ValueError(f"x and y must both be [N, L, D]; got {x.shape} and {y.shape}.")
@@ -130,7 +131,7 @@ def tune_prompt(params, x, y, cfg, *, key, log=print) -> tuple[jax.Array, dict]:
         prompt = project(prompt)
     opt_state = tx.init(prompt)
     n, bs = x.shape[0], min(cfg.batch_size, x.shape[0])
-    hist = {"loss": [], "criterion": []}
+    hist = {"loss": [], "criterion": [], "initial_prompt": prompt}
     pending = None
     for i in range(cfg.steps):
         idx = jax.random.choice(jax.random.fold_in(k_data, i), n, (bs,), replace=False)
@@ -219,16 +220,13 @@ def run(config, workdir: str) -> dict:
             cfg.update(overrides)
             log(f"== {task} / {name}: {dict(overrides)}")
             t0 = time.perf_counter()
-            init = init_prompt(
-                jax.random.fold_in(key, 7), cfg.prompt_len, m.d_model, cfg.init, source=x
-            )
             prompt, hist = tune_prompt(params, x, y, cfg, key=jax.random.fold_in(key, 7), log=log)
             results[task][name] = {
                 "overrides": dict(overrides),
                 "seconds": time.perf_counter() - t0,
                 "loss_curve": hist["loss"],
                 "criterion": hist["criterion"],
-                "init_loss_exact": _eval(params, init, x, y, cfg, None),
+                "init_loss_exact": _eval(params, hist["initial_prompt"], x, y, cfg, None),
                 "train_loss_exact": _eval(params, prompt, x, y, cfg, None),
                 "test_loss_exact": _eval(params, prompt, x_te, y_te, cfg, None),
                 "train_loss_poly": _eval(params, prompt, x, y, cfg, config.eval_degree),
