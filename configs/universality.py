@@ -14,18 +14,18 @@ import ml_collections
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0  # PRNG seed for evaluation inputs and the random_cos target
-    c.shapes = [(1, 2), (1, 3), (2, 2), (2, 3)]  # (d, L): d*L = 2, 3, 4, 6
-    c.grids = [2, 3, 4, 6, 8, 16, 32, 64]  # G = 1/delta cells per coordinate
+    c.shapes = ((1, 2), (1, 3), (2, 2), (2, 3))  # (d, L): d*L = 2, 3, 4, 6
+    c.grids = (2, 3, 4, 6, 8, 16, 32, 64)  # G = 1/delta cells per coordinate
     c.max_cells = 4096  # keep grids with G^(dL) <= max_cells (prompt = L * cells tokens)
     c.max_bytes = 2.0**31  # refuse constructions whose prompt + weights exceed this
-    c.targets = ["prefix_max", "mean_sin", "neighbour_product", "random_cos"]  # see TARGETS
+    c.targets = ("prefix_max", "mean_sin", "neighbour_product", "random_cos")  # see TARGETS
     c.n_eval = 1024  # uniform random inputs per (shape, grid)
     c.p = 2.0  # L^p error exponent
     if arg == "quick":
-        c.shapes = [(1, 2), (2, 2), (2, 3)]
-        c.grids = [2, 3, 4, 8, 16]
+        c.shapes = ((1, 2), (2, 2), (2, 3))
+        c.grids = (2, 3, 4, 8, 16)
         c.max_cells = 729
-        c.targets = ["prefix_max", "mean_sin", "random_cos"]
+        c.targets = ("prefix_max", "mean_sin", "random_cos")
         c.n_eval = 256
     elif arg not in (None, ""):
         raise ValueError(f"preset must be 'quick' or empty; got {arg!r}.")
