@@ -2,10 +2,11 @@
 
 Command: .venv/bin/python scripts/capacity.py --config configs/capacity.py:quick \
     --workdir runs/capacity
-Runtime (2 shared CPU cores): quick ~30 s; default ~10 min.
-Expected: the measured minimal prompt length grows about linearly in N and L, and shrinks
-with the width d, staying above the counting bound N L d_out / d (numbers held to the
-targets' precision) and far above the float32 bound; see notes/issue7.md.
+Runtime (2 CPU cores shared with other jobs): quick ~60 s wall (~20 s CPU); default ~25 min.
+Expected: the measured minimal prompt length grows roughly linearly in N (1, 2, 8, 12, 16
+for N = 2..32 at L = 2, d = 8), falls with the width d, and stays 1.5-4x above the counting
+bound N L d_out / d (numbers held to the targets' precision) and ~18x above the float32
+bound; single points are noisy (fresh model and data each; raise `seeds`).
 """
 
 import ml_collections

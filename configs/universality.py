@@ -2,9 +2,9 @@
 
 Command: .venv/bin/python scripts/universality.py --config configs/universality.py:quick \
     --workdir runs/universality
-Runtime (2 shared CPU cores): quick ~30 s; default ~3-5 min.
+Runtime (2 CPU cores shared with other jobs): quick ~60 s wall (~15 s CPU); default ~4 min.
 Expected: every error within the stated bound (sup <= C delta/2 + ~1e-4, below the theory's
-C delta (dL)^(1/p)); realisation error against the grid table ~1e-6; fitted exponent of the
+C delta (dL)^(1/p)); realisation error against the grid table below 1e-6; fitted exponent of the
 prompt length in 1/delta equal to d*L (2, 3, 4, 6); sup-error slope in delta about 1.
 """
 
