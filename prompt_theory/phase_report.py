@@ -61,7 +61,9 @@ def plot_crit(crit, path):
     ps = crit["log2_n"]
     for kind, style in (("fixed_d", "o-"), ("d_log2_n", "s--")):
         for eps, vals in crit[kind].items():
-            ax.plot(ps, vals, style, label=f"B_crit, {kind}, eps={eps}")
+            pts = [(p, v) for p, v in zip(ps, vals, strict=True) if v is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, label=f"B_crit, {kind}, eps={eps}")
     ax.plot(ps, [math.sqrt(p * math.log(2)) for p in ps], "k:", label="sqrt(log n)")
     ax.set(xlabel="log2 n", ylabel="B", title="largest B with worst-case poly rank < n")
     ax.legend(fontsize=7)
@@ -154,7 +156,7 @@ def write(metrics, config, workdir):
     for i, p in enumerate(crit["log2_n"]):
         root = math.sqrt(p * math.log(2))
         cells = [
-            f"{v[i]:.2f} ({v[i] / root:.2f})"
+            "-" if v[i] is None else f"{v[i]:.2f} ({v[i] / root:.2f})"
             for k in ("fixed_d", "d_log2_n")
             for v in crit[k].values()
         ]

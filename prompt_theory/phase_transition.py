@@ -143,7 +143,7 @@ def degree_vs_bound(cfg, key, log=print) -> dict:
     return out
 
 
-def b_crit(n: int, d: int, eps: float, iters: int = 30) -> float:
+def b_crit(n: int, d: int, eps: float, iters: int = 30) -> float | None:
     """sup{B : C(d + g, g) < n with g = taylor_degree(B^2, eps)} by bisection (rank grows with B).
 
     B^2 = scale * d * B^2 at scale 1/d is the worst-case range of the exp argument.
@@ -163,6 +163,10 @@ def b_crit(n: int, d: int, eps: float, iters: int = 30) -> float:
     for _ in range(iters):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    try:  # None: the boundary found is MAX_DEGREE, not the rank (B_crit is larger)
+        taylor_degree(hi**2, eps)
+    except ValueError:
+        return None
     return lo
 
 
