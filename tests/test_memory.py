@@ -22,7 +22,9 @@ def _rand(key, *shape):
 # ---------------------------------------------------------------- plain API
 
 
-@pytest.mark.parametrize(("normalizer", "steps"), [("softmax", 0), ("softmax1", 2)])
+@pytest.mark.parametrize(
+    ("normalizer", "steps"), [pytest.param("softmax", 0, marks=pytest.mark.slow), ("softmax1", 2)]
+)
 def test_retrieve_equals_repeated_hopfield_update_per_head(normalizer, steps):
     states, stored = _rand(0, 1, 2, 4, 8), _rand(1, 1, 2, 6, 8)
     beta = jnp.array([0.5, 2.0])  # one per head, heads on axis 1
@@ -99,6 +101,7 @@ def test_iteration_stops_at_tolerance_and_counts_steps(wrap):
     assert bool(jnp.all(steps2 <= 2))
 
 
+@pytest.mark.slow  # the layer's gradient test covers it in the default run
 def test_finite_update_steps_are_differentiable():
     states, stored = _rand(8, 3, 8), _rand(9, 5, 8)
     g = jax.grad(lambda s: memory.retrieve(s, stored, beta=2.0, update_steps_max=3).sum())(states)
@@ -263,7 +266,8 @@ def test_hopfield_matches_hflayers_forward(case):
     pad[1, -2:] = True  # hflayers: True = ignore
     causal = np.triu(np.ones((l, s), bool), 1)
     masks = case in ("zero_assoc_masks", "all_features")
-    out, xi = model.apply(
+    apply = jax.jit(model.apply, static_argnames="return_association")
+    out, xi = apply(
         {"params": params}, args,
         stored_pattern_mask=jnp.asarray(~pad) if masks else None,
         association_mask=jnp.asarray(~causal) if masks else None,
