@@ -141,7 +141,7 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     c = toy.get_config()
     c.task, c.checkpoint_every, c.num_steps, c.eval_steps = "toy_nan", 3, 20, 0
     with pytest.raises(NonFiniteLossError, match="at step 7.*checkpoint kept: step 6"):
-        train(c, str(tmp_path))
+        train(c, str(tmp_path), devices=jax.devices()[:1])
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6"]
 
 
@@ -152,7 +152,7 @@ def trained(tmp_path_factory):
     c = toy.get_config()
     c.model.dtype = "bfloat16"
     c.num_steps, c.checkpoint_every, c.eval_every = 20, 10, 0
-    state = train(c, str(workdir))
+    state = train(c, str(workdir), devices=jax.devices()[:1])
     return workdir, state
 
 
