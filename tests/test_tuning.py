@@ -50,7 +50,7 @@ def test_prompt_gets_gradients_and_params_do_not_move():
     params, x, y = _data()
     frozen = jax.tree.map(jnp.copy, params)
     prompt = tuning.init_prompt(jax.random.PRNGKey(2), 4, 4)
-    grad = jax.grad(tuning.prompt_loss)(prompt, params, x, y)
+    grad = jax.jit(jax.grad(tuning.prompt_loss))(prompt, params, x, y)
     assert float(jnp.abs(grad).max()) > 0
     lines = []
     tuned, hist = tuning.tune_prompt(
