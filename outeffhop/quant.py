@@ -189,7 +189,8 @@ class QuantConfig:
     def __post_init__(self):
         for field in ("weight_bits", "act_bits"):
             bits = getattr(self, field)
-            if bits is not None and (not isinstance(bits, int) or not 2 <= bits <= 16):
+            bad = not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 16
+            if bits is not None and bad:
                 raise ValueError(f"{field} must be None or an integer in 2..16; got {bits!r}.")
         check_estimator(self.estimator)
         for s in self.sites:

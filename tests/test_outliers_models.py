@@ -22,7 +22,8 @@ def build(preset, gate="none"):
         inputs = {**inputs, "input_ids": ids}
     else:
         inputs = {"images": jax.random.normal(key, inputs["images"].shape)}
-    variables = model.init(jax.random.key(1), **inputs, deterministic=True)
+    init = jax.jit(lambda k, x: model.init(k, **x, deterministic=True))
+    variables = init(jax.random.key(1), inputs)
     return cfg, model, variables, inputs
 
 
@@ -44,8 +45,20 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("family", ["bert", "opt", "vit"])
-def test_capture_finds_paper_modules(family):
+def test_module_sets_match_models(family):
     assert outliers.module_set(family) == models.OUTLIER_MODULES[family]
+
+
+# Each tiny model costs ~3-5 s of CPU to build and run once: OPT and ViT run with -m slow.
+@pytest.mark.parametrize(
+    "family",
+    [
+        "bert",
+        pytest.param("opt", marks=pytest.mark.slow),
+        pytest.param("vit", marks=pytest.mark.slow),
+    ],
+)
+def test_capture_finds_paper_modules(family):
     cfg, model, variables, inputs = build(f"{family}-tiny")
     out, found = outliers.capture(model, variables, patterns=family, deterministic=True, **inputs)
     assert set(found) == EXPECTED[family]

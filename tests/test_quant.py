@@ -148,6 +148,8 @@ class TestEstimators:
             quant.QuantConfig(estimator="median")
         with pytest.raises(ValueError, match="act_bits must be None or an integer"):
             quant.QuantConfig(act_bits=1)
+        with pytest.raises(ValueError, match="weight_bits must be None or an integer"):
+            quant.QuantConfig(weight_bits=True)
         with pytest.raises(ValueError, match="Site.where"):
             quant.QuantConfig(sites=(quant.Site(where="middle"),))
 
@@ -187,7 +189,9 @@ class TestQuantizedModel:
         want = {f"{m}_{i}:__call__:in0" for i in range(2) for m in ("fc1", "fc2", "ln")}
         assert set(ranges) == want | {"head:__call__:in0"}
 
-    @pytest.mark.parametrize("estimator", ["running_minmax", "mse"])
+    @pytest.mark.parametrize(
+        "estimator", ["running_minmax", pytest.param("mse", marks=pytest.mark.slow)]
+    )
     def test_calibration_deterministic(self, setup, estimator):
         forward, variables, batches = setup
         cfg = quant.QuantConfig(estimator=estimator)
