@@ -89,7 +89,7 @@ def sink_weights(q, k, sink_H, *, mask=None, is_causal=False, scale=None) -> jax
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale
     logits = logits - sink_H.astype(logits.dtype)[None, :, None, None]
-    mask = attn._full_mask(mask, is_causal, *logits.shape[-2:])
+    mask = combine_mask(mask, is_causal, *logits.shape[-2:])
     if mask is not None:
         mask = jnp.broadcast_to(mask, logits.shape)
     return sm.softmax_1(logits, axis=-1, where=mask)
@@ -112,11 +112,19 @@ def sink_attention(q, k, v, sink_H, *, mask=None, is_causal=False, scale=None) -
         return jax.nn.dot_product_attention(q, k1, v1, bias=bias, scale=scale)
     if mask is None:
         mask = jnp.ones((1, 1, t, s), bool)
-    mask = attn._full_mask(mask, is_causal, t, s)
+    mask = combine_mask(mask, is_causal, t, s)
     mask = jnp.broadcast_to(mask, jnp.broadcast_shapes(mask.shape, (1, 1, t, s)))
     ones = jnp.ones(mask.shape[:-1] + (1,), bool)
     mask = jnp.concatenate([ones, mask], axis=-1)
     return jax.nn.dot_product_attention(q, k1, v1, bias=bias, mask=mask, scale=scale)
+
+
+def combine_mask(mask, is_causal: bool, t: int, s: int):
+    """Boolean mask [B|1, H|1, T|1, S] (True = attend) with the causal mask folded in, or None."""
+    if is_causal:
+        causal = jnp.tril(jnp.ones((t, s), bool))[None, None]
+        mask = causal if mask is None else jnp.logical_and(mask, causal)
+    return mask
 
 
 def partitioned(init, axes):
@@ -177,8 +185,9 @@ class MultiHeadAttention(nn.Module):
     """Self-attention: query/key/value -> normalizer -> dropout -> gate -> out_proj.
 
     Submodules: ``query``, ``key``, ``value``, ``gate`` (if any), ``out_proj``; parameter
-    ``sink`` [H] (normalizer sink, init 0). Attention dropout uses explicit weights; without
-    it (deterministic or rate 0) softmax, softmax1 and sink take the fused kernel.
+    ``sink`` [H] (normalizer sink, init 0). Attention dropout needs explicit weights; without
+    it the path is ``attention.implementation`` (None = ``default_implementation`` of the
+    backend: fused kernels on GPU/TPU for softmax, softmax1 and sink, explicit on CPU).
     """
 
     num_heads: int
@@ -211,8 +220,10 @@ class MultiHeadAttention(nn.Module):
             sink = self.param(
                 "sink", partitioned(nn.initializers.zeros, ("heads",)), (h,), self.param_dtype
             )
+        # sink runs where softmax1 would: fused kernel or explicit weights (the CPU default).
+        sink_impl = cfg.implementation or attn.default_implementation("softmax1")
         use_weights = (self.dropout_rate > 0 and not deterministic) or (
-            cfg.implementation == "reference" and cfg.normalizer == "sink"
+            sink is not None and sink_impl == "reference"
         )
         if use_weights:
             if sink is not None:
@@ -244,7 +255,7 @@ class MultiHeadAttention(nn.Module):
                 implementation=cfg.implementation,
             )
         if cfg.gate != "none":
-            visible = attn._full_mask(mask, is_causal, length, length)
+            visible = combine_mask(mask, is_causal, length, length)
             if visible is not None:
                 visible = jnp.broadcast_to(visible, (visible.shape[0], 1, length, length))[:, 0]
             gate = HeadGate(h, cfg.gate, cfg.gate_mlp, cfg.gate_init, name="gate", **dense)(
