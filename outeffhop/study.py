@@ -277,7 +277,7 @@ def jobs_for(config, workdir: str) -> list[dict]:
                         overrides=overrides,
                         num_calib=config.num_calib,
                         ablations=family in config.ablations,
-                        int8=config.int8,
+                        int8=family in config.int8,
                         workdir=os.path.join(workdir, "runs", family, variant, f"seed{seed}"),
                     )
                 )
