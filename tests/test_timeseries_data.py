@@ -74,3 +74,26 @@ def test_csv_loader_and_its_errors(tmp_path):
         ts.make_windows(_series(50), "val", 30, 10)
     with pytest.raises(ValueError, match="split must be one of"):
         ts.make_windows(_series(), "dev", 3, 1)
+
+
+def test_registry_timeseries_splits(tmp_path):
+    from outeffhop.data import registry
+
+    path = tmp_path / "ett.csv"
+    rows = [f"2016-01-01 {i},{i},{2 * i}" for i in range(200)]
+    path.write_text("date,a,b\n" + "\n".join(rows) + "\n")
+    cfg = registry.get_data_config("timeseries")
+    cfg.update(path=str(path), seq_len=12, pred_len=4, batch_size=8)
+    sizes = {}
+    for split in ("train", "val", "test"):
+        ds, info = registry.make_dataset(cfg, split, process_index=0, process_count=1)
+        batch = ds[0]
+        assert batch["x"].shape == (8, 12, 2) and batch["y"].shape == (8, 4, 2)
+        assert (info.num_series, info.pred_len, info.task) == (2, 4, "forecast")
+        sizes[split] = info.num_examples
+    assert sizes["test"] == 40 - 4 + 1  # every test target step starts one window
+    eval_ds, _ = registry.make_dataset(cfg, "eval", process_index=0, process_count=1)
+    val_ds, _ = registry.make_dataset(cfg, "val", process_index=0, process_count=1)
+    np.testing.assert_array_equal(eval_ds[0]["x"], val_ds[0]["x"])
+    with pytest.raises(ValueError, match="split 'test' exists for time series only"):
+        registry.make_dataset(registry.get_data_config("digits"), "test")

@@ -7,12 +7,12 @@ import pathlib
 import grain
 import ml_collections
 
-from outeffhop.data import corpus, images, text, tokenizer
+from outeffhop.data import corpus, images, text, timeseries, tokenizer
 
 IMAGE_DATASETS = ("digits", "image_folder")
-DATASETS = (*corpus.TEXT_CORPORA, *IMAGE_DATASETS)
-TASKS = ("mlm", "clm", "classification")
-SPLITS = ("train", "eval", "val")
+DATASETS = (*corpus.TEXT_CORPORA, *IMAGE_DATASETS, "timeseries")
+TASKS = ("mlm", "clm", "classification", "forecast")
+SPLITS = ("train", "eval", "val", "test")  # test: time series only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +36,19 @@ class DataInfo:
     image_shape: tuple[int, int, int] | None = None
     mean: float | None = None
     std: float | None = None
+    num_series: int | None = None  # time series: variables D
+    pred_len: int | None = None  # time series: forecast horizon (seq_len = input steps)
 
 
 def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
-    """Data fields with defaults; presets: mlm, clm (stdlib corpus), digits, image_folder."""
+    """Data fields with defaults; presets: mlm, clm (stdlib corpus), digits, image_folder,
+    timeseries (forecasting windows)."""
+    if preset == "timeseries":
+        return _timeseries_config()
     if preset not in ("mlm", "clm", "digits", "image_folder"):
-        raise ValueError(f"preset must be one of mlm, clm, digits, image_folder; got {preset!r}.")
+        raise ValueError(
+            f"preset must be one of mlm, clm, digits, image_folder, timeseries; got {preset!r}."
+        )
     d = ml_collections.ConfigDict()
     d.name = {"digits": "digits", "image_folder": "image_folder"}.get(preset, "stdlib")  # DATASETS
     d.task = preset if preset in ("mlm", "clm") else "classification"  # mlm | clm | classification
@@ -63,6 +70,35 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
     d.augment = False  # images: random shift by up to image_size // 8 pixels (train only)
     d.cache_dir = ""  # tokenizer/corpus cache; "" = <workdir>/data_cache or ~/.cache/outeffhop
     return d
+
+
+def _timeseries_config() -> ml_collections.ConfigDict:
+    d = ml_collections.ConfigDict()
+    d.name = "timeseries"  # forecasting windows (outeffhop.data.timeseries)
+    d.task = "forecast"  # rows {"x" [seq_len, D], "y" [pred_len, D], "weight"}
+    d.path = ""  # ETT-format CSV (ETTh1.csv, ETTm1.csv, WTH.csv); "" = shipped EPF FR/BE
+    d.date_column = "date"  # the CSV's time-stamp column
+    d.seq_len = 168  # input steps per window
+    d.pred_len = 24  # forecast steps per window
+    d.split_fractions = (0.7, 0.1, 0.2)  # train | val | test by time
+    d.batch_size = 32  # global rows per batch (all processes)
+    d.seed = 0  # shuffling of training windows
+    d.num_epochs = 0  # train passes; 0 = repeat forever
+    return d
+
+
+def _timeseries_examples(dcfg, split: str):
+    if dcfg.task != "forecast":
+        raise ValueError(f"data.task must be forecast for {dcfg.name!r}, got {dcfg.task!r}.")
+    if dcfg.path:
+        series = timeseries.load_csv(dcfg.path, dcfg.date_column)
+    else:
+        series = timeseries.load_epf_fr_be()
+    split = {"eval": "val"}.get(split, split)
+    fractions = tuple(dcfg.split_fractions)
+    examples, _ = timeseries.make_windows(series, split, dcfg.seq_len, dcfg.pred_len, fractions)
+    info = dict(seq_len=dcfg.seq_len, num_series=series.values.shape[1], pred_len=dcfg.pred_len)
+    return examples, info
 
 
 def _cache_dir(dcfg, workdir) -> str:
@@ -189,7 +225,11 @@ def make_dataset(
     if not 0 <= seed < 2**32:
         raise ValueError(f"data.seed must be in [0, 2**32), got {seed}.")
     train = split == "train"
-    if dcfg.name in IMAGE_DATASETS:
+    if split == "test" and dcfg.name != "timeseries":
+        raise ValueError(f"split 'test' exists for time series only; got data.name {dcfg.name!r}.")
+    if dcfg.name == "timeseries":
+        examples, extra = _timeseries_examples(dcfg, split)
+    elif dcfg.name in IMAGE_DATASETS:
         examples, extra = _image_examples(dcfg, train)
     else:
         examples, extra = _text_examples(dcfg, train, _cache_dir(dcfg, workdir))

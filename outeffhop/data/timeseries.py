@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import importlib.resources
 import pathlib
 
@@ -32,8 +33,10 @@ class Series:
     dates: tuple[str, ...]
 
 
+@functools.cache
 def load_epf_fr_be() -> Series:
-    """The shipped default: FR and BE prices, generation forecasts and loads, hourly."""
+    """The shipped default: FR and BE prices, generation forecasts and loads, hourly (parsed
+    once per process; treat the arrays as read-only)."""
     try:
         root = importlib.resources.files("tsdata") / "fpppy" / "EPF_FR_BE.csv"
     except ModuleNotFoundError as e:
