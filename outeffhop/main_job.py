@@ -11,36 +11,67 @@ import time
 
 from outeffhop.config_files import load_config
 
-# (section name, config spec with preset "{preset}", module exposing run(config, workdir))
-SECTIONS = (("retrieval", "retrieval:{preset}", "outeffhop.studies.retrieval"),)
+PRESETS = ("quick", "full")
+
+# (section, config file, module exposing run(config, workdir), config preset per main preset)
+SECTIONS = (
+    ("retrieval", "retrieval", "outeffhop.studies.retrieval", ("quick", "full")),
+    ("memory_capacity", "memory_capacity", "outeffhop.studies.capacity", ("quick", "full")),
+    (
+        "memory_convergence",
+        "memory_convergence",
+        "outeffhop.studies.convergence",
+        ("quick", "full"),
+    ),
+    ("memory_noop", "memory_noop", "outeffhop.studies.noop", ("quick", "full")),
+    ("outliers", "reproduce", "outeffhop.study", ("quick", "cpu")),
+    ("induction", "induction", "outeffhop.induction", ("quick", "quick")),
+    ("stanhop", "stanhop", "outeffhop.studies.stanhop_study", ("quick", "quick")),
+    (
+        "phase_transition",
+        "phase_transition",
+        "prompt_theory.phase_transition",
+        ("quick", "default"),
+    ),
+    ("prompt_tuning", "prompt_tuning", "prompt_theory.tuning", ("quick", "default")),
+    ("universality", "universality", "prompt_theory.universality_experiment", ("quick", "")),
+    ("capacity", "capacity", "prompt_theory.capacity", ("quick", "")),
+)
+SECTION_NAMES = tuple(s[0] for s in SECTIONS)
 
 
 def run(workdir: str, preset: str = "quick", only: tuple[str, ...] = ()) -> dict:
     """Runs each section into ``workdir/<section>`` and writes ``workdir/report.md``."""
-    names = [s[0] for s in SECTIONS]
-    unknown = [o for o in only if o not in names]
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    unknown = [o for o in only if o not in SECTION_NAMES]
     if unknown:
-        raise ValueError(f"only must name sections among {', '.join(names)}; got {unknown}.")
+        raise ValueError(
+            f"only must name sections among {', '.join(SECTION_NAMES)}; got {unknown}."
+        )
     os.makedirs(workdir, exist_ok=True)
     summary = {"preset": preset, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
     lines = [
         "# OutEffHop and prompt-tuning limits: main job",
         "",
-        f"Preset `{preset}`; machine {summary['machine']}.",
+        f"Preset `{preset}`; machine {summary['machine']}. Each section links its own report,",
+        "metrics.json and plots.",
         "",
     ]
-    for name, spec, module in SECTIONS:
-        if only and name not in only:
-            continue
+    todo = [s for s in SECTIONS if not only or s[0] in only]
+    for i, (name, config_name, module, presets) in enumerate(todo, start=1):
         sub = os.path.join(workdir, name)
         start = time.time()
         logging.info("main job: %s -> %s", name, sub)
-        print(f"[main job] {name} ...", flush=True)
-        importlib.import_module(module).run(load_config(spec.format(preset=preset)), sub)
+        print(f"[main job {i}/{len(todo)}] {name} ...", flush=True)
+        config = load_config(f"{config_name}:{presets[PRESETS.index(preset)]}")
+        importlib.import_module(module).run(config, sub)
         secs = time.time() - start
         summary[name] = {"seconds": round(secs, 1), "report": f"{name}/report.md"}
-        print(f"[main job] {name} done in {secs:.0f} s: {sub}/report.md", flush=True)
-        lines.append(f"- [{name}]({name}/report.md): {secs:.0f} s")
+        print(
+            f"[main job {i}/{len(todo)}] {name} done in {secs:.0f} s: {sub}/report.md", flush=True
+        )
+        lines.append(f"- [{name}]({name}/report.md) ({secs:.0f} s)")
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     with open(os.path.join(workdir, "report.md"), "w") as f:

@@ -5,8 +5,10 @@ from absl import app, flags
 from outeffhop import main_job
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where reports and plots go.")
-_PRESET = flags.DEFINE_string("preset", "quick", "Preset passed to every section's config.")
-_ONLY = flags.DEFINE_list("only", [], "Run only these sections (default: all).")
+_PRESET = flags.DEFINE_enum("preset", "quick", main_job.PRESETS, "quick (README) or full.")
+_ONLY = flags.DEFINE_list(
+    "only", [], f"Sections to run (default all): {', '.join(main_job.SECTION_NAMES)}."
+)
 
 
 def main(argv):

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from outeffhop import main_job
 from outeffhop.config_files import load_config
 from outeffhop.studies import retrieval
 
@@ -51,5 +50,3 @@ def test_bad_inputs_name_the_field():
         load_config("retrieval:huge")
     with pytest.raises(FileNotFoundError, match="nope"):
         load_config("nope:quick")
-    with pytest.raises(ValueError, match="only"):
-        main_job.run("/tmp/unused", only=("bogus",))
