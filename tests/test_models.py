@@ -325,3 +325,22 @@ def test_bad_input_raises(model, bad, match):
     m = models.build_model(tiny(model))
     with pytest.raises(ValueError, match=match):  # raised while tracing: no compilation
         jax.eval_shape(lambda: m.init(jax.random.key(0), **bad))
+
+
+def test_alpha_convention_and_dummy_inputs():
+    cfg = tiny("opt", normalizer="clipped")
+    assert ab.clip_range(cfg.attention, 64) == (cfg.attention.gamma, 1.0)
+    cfg.attention.alpha = 12
+    assert ab.clip_range(cfg.attention, 64) == (-12 / 64, 1.0)
+    for model in models.MODELS:
+        cfg = models.get_config(TINY[model])
+        shapes = {k: v.shape for k, v in models.dummy_inputs(cfg, batch_size=3).items()}
+        expected = (
+            {"images": (3, 8, 8, 1)}
+            if model == "vit"
+            else {
+                "input_ids": (3, 64),
+                "attention_mask": (3, 64),
+            }
+        )
+        assert shapes == expected
