@@ -20,8 +20,8 @@ def _run(model, *args, variables=None, **kwargs):
     Eager on purpose: the tiny shapes repeat across tests, so JAX's per-op compile cache
     makes this much cheaper than one jit compile per test.
     """
-    if variables is None:
-        variables = model.init(jax.random.key(0), *args)
+    if variables is None:  # params do not depend on the update steps: init without a loop
+        variables = model.clone(update_steps_max=0).init(jax.random.key(0), *args)
         # Scale the N(0, 0.02) kernels up so associations are peaked, not ~uniform: then
         # beta, the update steps and the masks visibly change the result.
         variables = jax.tree_util.tree_map_with_path(
@@ -154,7 +154,7 @@ def test_concat_bias_pattern_adds_one_learned_pattern():
 
 def test_pooling_state_patterns_init_and_trainable_flag():
     model = HopfieldPooling(input_size=8, num_heads=2, quantity=256)
-    w = model.init(jax.random.key(0), X)["params"]["pooling_weights"]  # unscaled init
+    w = jax.jit(model.init)(jax.random.key(0), X)["params"]["pooling_weights"]  # unscaled
     assert w.shape == (256, 8)
     assert abs(float(w.std()) - 0.02) < 0.002 and abs(float(w.mean())) < 0.002
     frozen = HopfieldPooling(input_size=8, quantity=2, trainable=False)
@@ -163,6 +163,7 @@ def test_pooling_state_patterns_init_and_trainable_flag():
     assert out.shape == (2, 16)
 
 
+@pytest.mark.slow  # the lookup-layer equivalence covers the same wrapper path by default
 def test_pooling_equals_hopfield_with_its_state_patterns():
     pool = HopfieldPooling(input_size=8, num_heads=2, quantity=3)
     v, out = _run(pool, (X, X[..., ::-1]))
@@ -171,7 +172,7 @@ def test_pooling_equals_hopfield_with_its_state_patterns():
     np.testing.assert_allclose(out, want.reshape(2, -1), atol=1e-6)
 
 
-@pytest.mark.parametrize("separated", [False, True])
+@pytest.mark.parametrize("separated", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_layer_equals_hopfield_with_its_lookup_patterns(separated):
     layer = HopfieldLayer(
         input_size=8, num_heads=2, quantity=6, lookup_weights_as_separated=separated

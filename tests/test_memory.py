@@ -27,27 +27,43 @@ def _rand(key, *shape):
 )
 def test_retrieve_equals_repeated_hopfield_update_per_head(normalizer, steps):
     states, stored = _rand(0, 1, 2, 4, 8), _rand(1, 1, 2, 6, 8)
-    beta = jnp.array([0.5, 2.0])  # one per head, heads on axis 1
-    out = memory.retrieve(
-        states, stored, beta=beta, normalizer=normalizer, update_steps_max=steps,
-        update_steps_eps=1e-30,
-    )  # fmt: skip
-    for h in range(2):
-        want = hopfield.hopfield_retrieve(
-            states[0, h], stored[0, h], float(beta[h]), normalizer, steps=steps + 1
-        )
-        np.testing.assert_allclose(out[0, h], want, atol=1e-5)
+    betas = (0.5, 2.0)  # one per head, heads on axis 1
+
+    @jax.jit  # one compile instead of many eager ops
+    def both(states, stored):
+        out = memory.retrieve(
+            states, stored, beta=jnp.array(betas), normalizer=normalizer,
+            update_steps_max=steps, update_steps_eps=1e-30,
+        )  # fmt: skip
+        want = [
+            hopfield.hopfield_retrieve(states[0, h], stored[0, h], b, normalizer, steps=steps + 1)
+            for h, b in enumerate(betas)
+        ]
+        return out[0], jnp.stack(want)
+
+    out, want = both(states, stored)
+    np.testing.assert_allclose(out, want, atol=1e-5)
 
 
 def test_energy_matches_pure_formula_per_head():
     states, stored = _rand(2, 2, 4, 8), _rand(3, 2, 6, 8)
-    beta = jnp.array([0.3, 4.0])
-    for normalizer in ("softmax", "softmax1"):
-        e = memory.energy(states, stored, beta=beta, normalizer=normalizer)
+    betas = (0.3, 4.0)
+
+    @jax.jit
+    def both(states, stored):
+        pairs = []
+        for normalizer in ("softmax", "softmax1"):
+            e = memory.energy(states, stored, beta=jnp.array(betas), normalizer=normalizer)
+            want = [
+                hopfield.hopfield_energy(states[h], stored[h], b, normalizer)
+                for h, b in enumerate(betas)
+            ]
+            pairs.append((e, jnp.stack(want)))
+        return pairs
+
+    for e, want in both(states, stored):
         assert e.shape == (2, 4)
-        for h in range(2):
-            want = hopfield.hopfield_energy(states[h], stored[h], float(beta[h]), normalizer)
-            np.testing.assert_allclose(e[h], want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(e, want, rtol=1e-5, atol=1e-5)
 
 
 @functools.partial(jax.jit, static_argnames="normalizer")
@@ -60,6 +76,7 @@ def _largest_energy_increase(states, stored, beta, normalizer):
     return worst
 
 
+@pytest.mark.slow  # the convergence study's tiny run asserts monotone energy by default
 @given(
     seed=st.integers(0, 1000),
     beta=st.floats(0.1, 8.0),
@@ -70,6 +87,7 @@ def test_energy_never_increases_along_retrieval(seed, beta, normalizer):
     assert float(_largest_energy_increase(states, stored, beta, normalizer)) <= 1e-5
 
 
+@pytest.mark.slow  # the layer tests check softmax1 mass < 1 and masked zeros by default
 def test_softmax1_rows_sum_below_one_and_masked_entries_zero():
     states, stored = _rand(4, 2, 3, 8), _rand(5, 2, 5, 8)
     mask = jnp.array([True, False, True, True, False])
@@ -80,9 +98,8 @@ def test_softmax1_rows_sum_below_one_and_masked_entries_zero():
     np.testing.assert_array_equal(xi0, 0.0)
 
 
-@pytest.mark.parametrize(
-    "wrap", [jax.jit, pytest.param(lambda f: f, marks=pytest.mark.slow)], ids=["jit", "eager"]
-)
+@pytest.mark.slow  # the layer's unbounded-iteration test covers update_steps_max=None
+@pytest.mark.parametrize("wrap", [jax.jit, lambda f: f], ids=["jit", "eager"])
 def test_iteration_stops_at_tolerance_and_counts_steps(wrap):
     states, stored = _rand(6, 4, 2, 8), _rand(7, 4, 6, 8)
     beta = jnp.array([0.2, 1.0, 3.0, 8.0])  # one per leading index
@@ -257,7 +274,7 @@ def test_hopfield_matches_hflayers_forward(case):
     head_dim = kw.get("hidden_size", 4)
     tf = not kw.get("batch_first", True)
     args = tuple(jnp.swapaxes(a, 0, 1) if tf else a for a in (stored, state, proj))
-    params = model.init(jax.random.key(0), args)["params"]
+    params = model.clone(update_steps_max=0).init(jax.random.key(0), args)["params"]
     # Perturb every weight, bias and LayerNorm affine so that none is trivially 0 or 1.
     params = jax.tree_util.tree_map_with_path(
         lambda path, a: a + 0.3 * _rand(len(str(path)), *a.shape), params
