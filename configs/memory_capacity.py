@@ -3,7 +3,7 @@
 Run:     python scripts/memory_capacity.py --config configs/memory_capacity.py:quick \
              --workdir runs/memory_capacity
 Library: outeffhop.studies.capacity.run(get_config("quick"), workdir)
-Runtime: quick ~20-40 s, full ~3-6 min on 2 CPU cores.
+Runtime: quick 15 s CPU, full 30 s CPU on one core (1-1.5 min wall on the busy shared box).
 Expect:  error rates rise with M and fall with beta; at beta >= 64 random patterns are
          recalled almost perfectly up to 10^4 (d = 64), digits fail far earlier (they are
          strongly correlated). After one update softmax1's output is softmax's scaled by

@@ -3,7 +3,7 @@
 Run:     python scripts/memory_convergence.py --config configs/memory_convergence.py:quick \
              --workdir runs/memory_convergence
 Library: outeffhop.studies.convergence.run(get_config("quick"), workdir)
-Runtime: quick ~10-20 s, full ~1-2 min on 2 CPU cores.
+Runtime: quick 5 s CPU, full 11 s CPU on one core (15 s / 95 s wall on the busy shared box).
 Expect:  the energy never increases along the iteration (max increase <= ~1e-6, float
          error) for both normalizers; most queries reach a fixed point within a few updates
          at large beta (one memory wins) and need more at small beta (metastable blends).
