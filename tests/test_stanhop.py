@@ -14,7 +14,7 @@ from outeffhop.train import stanhop_task
 
 def _micro(**kw):
     """A tiny config whose lengths are not multiples of seg_len (both pads are exercised)."""
-    base = dict(in_len=10, out_len=5, seg_len=4, num_layers=2, d_model=8, d_ff=8, factor=2)
+    base = dict(in_len=10, out_len=5, seg_len=4, num_layers=1, d_model=8, d_ff=8, factor=2)
     return stanhop.get_config("tiny", **{**base, **kw})
 
 
@@ -46,7 +46,8 @@ def test_merge_segments_concatenates_neighbours_and_pads_the_end():
 
 @pytest.mark.parametrize("normalizer", stanhop.NORMALIZERS)
 def test_every_normalizer_forecasts_the_right_shape(normalizer):
-    cfg = _micro(normalizer=normalizer)
+    # One variant runs the segment-merging path (2 encoder blocks); the rest stay cheaper.
+    cfg = _micro(normalizer=normalizer, num_layers=2 if normalizer == "softmax1" else 1)
     _, _, variables, y, y_other = _run(cfg, batch=3)
     assert y.shape == (3, cfg.out_len, cfg.num_series)
     assert bool(jnp.all(jnp.isfinite(y)))
@@ -55,6 +56,9 @@ def test_every_normalizer_forecasts_the_right_shape(normalizer):
         "gsh_alpha" in str(p) for p, _ in jax.tree_util.tree_leaves_with_path(variables)
     )
     assert has_alpha == (normalizer == "gsh")
+    assert ("enc_1" in variables["params"]) == (cfg.num_layers == 2)
+    if cfg.num_layers == 2:
+        assert set(variables["params"]["enc_1"]["merge"]) == {"ln", "proj"}
 
 
 def _hop(normalizer, **kw):
