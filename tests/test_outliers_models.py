@@ -67,6 +67,7 @@ def test_capture_finds_paper_modules(family):
     assert layers["layer_*/ffn_out"]["layer"] == list(range(LAYERS))
 
 
+@pytest.mark.slow  # the same property is checked by default on a small Dense net (test_quant)
 def test_bert_quantized_16_close_8_differs():
     cfg, model, variables, inputs = build("bert-tiny", gate="conditional_per_token")
 
