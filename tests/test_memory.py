@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 from outeffhop import hopfield, memory
 from outeffhop.layers import Hopfield
 
-jax.config.update("jax_enable_x64", False)
-
 
 def _rand(key, *shape):
     return jax.random.normal(jax.random.key(key), shape)
