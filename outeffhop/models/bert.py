@@ -27,19 +27,50 @@ def check_token_ids(input_ids, name: str = "input_ids") -> None:
         )
 
 
+def check_masked_positions(masked_positions, input_ids) -> None:
+    """Raises ValueError unless ``masked_positions`` is an integer [B, K] array, B of input_ids."""
+    if (
+        masked_positions.ndim != 2
+        or not jnp.issubdtype(masked_positions.dtype, jnp.integer)
+        or masked_positions.shape[0] != input_ids.shape[0]
+    ):
+        raise ValueError(
+            f"masked_positions must be an integer array [B, K] with B = {input_ids.shape[0]}; "
+            f"got {masked_positions.dtype} {masked_positions.shape}."
+        )
+
+
+def gather_positions(x, positions):
+    """x [B, L, D], positions int [B, K] -> x[b, positions[b, k]] as [B, K, D]."""
+    return jnp.take_along_axis(x, positions[..., None], axis=1)
+
+
 class Bert(nn.Module):
     """input_ids [B, L] (+ attention_mask, token_type_ids [B, L]) -> MLM logits [B, L, V].
 
     Embeddings (word + position + token type, LayerNorm, dropout), ``num_layers`` post-LN
     layers ``layer_{i}``, and the MLM head: mlm_dense -> GELU -> mlm_ln -> tied decoder + bias.
+    With ``masked_positions`` int [B, K] the head runs only on the hidden states at those
+    positions (as Google's BERT does) and the logits are [B, K, V]: row b, slot k is position
+    ``masked_positions[b, k]``.
     """
 
     config: Any
 
     @nn.compact
-    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *, deterministic=True):
+    def __call__(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        masked_positions=None,
+        *,
+        deterministic=True,
+    ):
         cfg = self.config
         check_token_ids(input_ids)
+        if masked_positions is not None:
+            check_masked_positions(masked_positions, input_ids)
         length = input_ids.shape[1]
         check_length(length, cfg)
         word = embed(cfg.vocab_size, cfg.d_model, ("vocab", "embed"), "word_embeddings", cfg)
@@ -61,6 +92,8 @@ class Bert(nn.Module):
         for i in range(cfg.num_layers):
             layer = TransformerLayer(cfg, pre_ln=False, name=f"layer_{i}")
             x = layer(x, attention_mask, deterministic=deterministic)
+        if masked_positions is not None:
+            x = gather_positions(x, masked_positions)
         x = ACTIVATIONS[cfg.activation](
             dense(cfg.d_model, ("embed", "hidden"), "mlm_dense", cfg)(x)
         )

@@ -6,6 +6,7 @@ Each returns ``(mean_loss, metrics)`` with metrics ``loss``, ``accuracy`` and ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -29,9 +30,49 @@ def token_cross_entropy(logits, targets, weights) -> tuple[jax.Array, dict[str, 
     return loss, {"loss": loss, "accuracy": jnp.sum(correct * weights) / denom, "num_tokens": n}
 
 
+def mlm_prediction_cap(seq_len: int, mask_prob: float = 0.15, sigmas: float = 4.0) -> int:
+    """Static number K of head positions per row: min(L, ceil(p L + sigmas sqrt(L p (1 - p)))).
+
+    With each of L positions scored independently with probability p (the data pipeline's
+    masking), a row exceeds K with probability ~3e-5 at 4 sigmas; callers must then fall back
+    to the full head (``task_adapters`` does, so no scored token is ever dropped).
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be a positive integer; got {seq_len}.")
+    if not 0.0 <= mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must be in [0, 1]; got {mask_prob}.")
+    mean, std = seq_len * mask_prob, math.sqrt(seq_len * mask_prob * (1.0 - mask_prob))
+    return max(1, min(seq_len, math.ceil(mean + sigmas * std)))
+
+
+def masked_positions_from_labels(labels, k: int) -> tuple[jax.Array, jax.Array]:
+    """labels int [B, L] (label < 0 = not scored) -> (positions int32 [B, K], overflow bool []).
+
+    Row b lists its scored positions in increasing order, then unscored ones (whose labels
+    gathered by ``masked_lm_loss`` are < 0, so they get weight 0); overflow is True when some
+    row has more than K scored positions (those beyond K are not in ``positions``).
+    """
+    scored = labels >= 0
+    order = jnp.argsort(~scored, axis=1, stable=True)[:, :k].astype(jnp.int32)
+    return order, jnp.max(jnp.sum(scored, axis=1)) > k
+
+
 def masked_lm_loss(logits, batch):
-    """MLM: logits [B, L, V]; batch["labels"] [B, L] (label < 0 = not scored)."""
+    """MLM: logits [B, L, V]; batch["labels"] [B, L] (label < 0 = not scored).
+
+    With batch["masked_positions"] int [B, K] (the model's head run only there), logits are
+    [B, K, V] and slot k of row b is scored against labels[b, masked_positions[b, k]]; every
+    scored position must appear once and padding slots must point at unscored positions
+    (as ``masked_positions_from_labels`` builds them).
+    """
     labels = batch["labels"]
+    if batch.get("masked_positions") is not None:
+        labels = jnp.take_along_axis(labels, batch["masked_positions"], axis=1)
+    if logits.shape[:-1] != labels.shape:
+        raise ValueError(
+            f"logits must be [B, L, V] (or [B, K, V] with masked_positions [B, K]) matching "
+            f"labels {labels.shape}; got {logits.shape}."
+        )
     return token_cross_entropy(logits, labels, labels >= 0)
 
 

@@ -6,23 +6,50 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from outeffhop import data, models
+from outeffhop.models import losses
 from outeffhop.train import tasks
 
 
-def _loss(model, params, batch, rng, train):
+def _loss(model, params, batch, rng, train, masked_positions=None):
     """Sums for the trainer from the model's mean loss: mean * n scored targets."""
+    extra = {} if masked_positions is None else {"masked_positions": masked_positions}
     logits = model.apply(
         {"params": params},
         **models.model_inputs(model.config, batch),
+        **extra,
         deterministic=not train,
         rngs={"dropout": rng},
     )
-    mean, m = models.loss_fn(model.config)(logits, batch)
+    mean, m = models.loss_fn(model.config)(logits, {**batch, **extra})
     n = m["num_tokens"]
     return mean * n, n, m["accuracy"] * n
+
+
+def _mlm_loss(model, params, batch, rng, train):
+    """``_loss`` with BERT's MLM head run only at the scored positions (Google's BERT).
+
+    K = ``losses.mlm_prediction_cap(L)`` head positions per row (static: 36 of 128 for
+    p = 0.15), taken from the labels inside the jitted step; a batch with a row of more than
+    K scored tokens takes the full-head branch of a ``lax.cond`` instead, so the loss, the
+    accuracy and the gradients always equal the full head's (no scored token is dropped).
+    Batches that carry their own ``masked_positions`` [B, K] use them as given.
+    """
+    if batch.get("masked_positions") is not None:
+        return _loss(model, params, batch, rng, train, batch["masked_positions"])
+    labels = batch["labels"]
+    k = losses.mlm_prediction_cap(labels.shape[1])
+    if k >= labels.shape[1]:
+        return _loss(model, params, batch, rng, train)
+    positions, overflow = losses.masked_positions_from_labels(labels, k)
+    return jax.lax.cond(
+        overflow,
+        lambda: _loss(model, params, batch, rng, train),
+        lambda: _loss(model, params, batch, rng, train, positions),
+    )
 
 
 def _init(model, rngs, batch):
@@ -101,7 +128,7 @@ def _text_task(name):
             name=name,
             build_model=_build,
             init=_init,
-            loss=_loss,
+            loss=_mlm_loss if name == "bert" else _loss,
             example_batch=_text_example,
             train_iter=_train_iter,
             eval_batches=_eval_batches,
