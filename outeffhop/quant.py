@@ -236,7 +236,9 @@ def _interceptor(config, on_value):
     return intercept
 
 
-Forward = Callable[[object, object], object]  # forward(variables, batch) -> metrics pytree
+# forward(variables, batch) -> metrics pytree. Sites must not sit inside lax control flow
+# (cond/scan/while): ranges are recorded through Python side effects at trace time.
+Forward = Callable[[object, object], object]
 
 
 def observe_fn(forward: Forward, config: QuantConfig) -> Callable:

@@ -114,9 +114,13 @@ def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=T
     calib = [next(it) for _ in range(num_calib)]
 
     def make_forward(m):
+        # The full head, no lax.cond (the trainer's BERT loss has one): quantizer sites
+        # record ranges through Python side effects, which control flow would leak.
         def forward(v, batch):
-            loss, weight, correct = task.loss(m, v["params"], batch, jax.random.key(0), False)
-            return {"loss": loss, "weight": weight, "correct": correct}
+            logits = m.apply(v, **models.model_inputs(cfg.model, batch), deterministic=True)
+            mean, met = models.loss_fn(cfg.model)(logits, batch)
+            n = met["num_tokens"]
+            return {"loss": mean * n, "weight": n, "correct": met["accuracy"] * n}
 
         return forward
 
