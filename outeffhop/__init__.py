@@ -8,6 +8,8 @@ from outeffhop.hopfield import hopfield_energy, hopfield_fixed_point, hopfield_r
 from outeffhop.hopfield_layers import HopfieldLayer, HopfieldPooling
 from outeffhop.layers import Hopfield
 from outeffhop.memory import associate, energy, retrieve
+from outeffhop.outliers import inf_norm, kurtosis
+from outeffhop.quant import fake_quantize
 from outeffhop.softmax import (
     NORMALIZERS,
     clipped_softmax,
@@ -28,6 +30,9 @@ __all__ = [
     "attention_weights",
     "clipped_softmax",
     "dot_product_attention",
+    "fake_quantize",
+    "inf_norm",
+    "kurtosis",
     "hopfield_energy",
     "hopfield_fixed_point",
     "hopfield_retrieve",
