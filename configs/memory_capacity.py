@@ -7,8 +7,9 @@ Runtime: quick 15 s CPU, full 30 s CPU on one core (1-1.5 min wall on the busy s
 Expect:  random patterns (d = 64) are recalled after one update with error <= 2% up to
          10^4 (quick) and 3 * 10^4 (full) at every beta; digits (strongly correlated) reach
          5% error only up to M = 300 at beta >= 64 (noise) and never when half-masked.
-         After one update softmax1's output is softmax's scaled by its memory mass, so nearest-memory errors agree exactly; they differ in relative L2
-         error (small beta: softmax1 shrinks the output) and after extra updates.
+         After one update softmax1's output is softmax's scaled by its memory mass, so
+         nearest-memory errors agree exactly; they differ in relative L2 error (small beta:
+         softmax1 shrinks the output) and after extra updates.
 """
 
 import ml_collections
