@@ -13,7 +13,8 @@ from outeffhop.config_files import load_config
 
 PRESETS = ("quick", "full")
 
-# (section, config file, module exposing run(config, workdir), config preset per main preset)
+# (section, config file, module exposing run(config, workdir), config preset per main
+# preset; None = the section is skipped in that preset)
 SECTIONS = (
     ("retrieval", "retrieval", "outeffhop.studies.retrieval", ("quick", "full")),
     ("memory_capacity", "memory_capacity", "outeffhop.studies.capacity", ("quick", "full")),
@@ -25,7 +26,7 @@ SECTIONS = (
     ),
     ("memory_noop", "memory_noop", "outeffhop.studies.noop", ("quick", "full")),
     ("outliers", "reproduce", "outeffhop.study", ("quick", "cpu")),
-    ("induction", "induction", "outeffhop.induction", ("quick", "quick")),
+    ("induction", "induction", "outeffhop.induction", (None, "quick")),
     ("stanhop", "stanhop", "outeffhop.studies.stanhop_study", ("quick", "quick")),
     (
         "phase_transition",
@@ -58,13 +59,14 @@ def run(workdir: str, preset: str = "quick", only: tuple[str, ...] = ()) -> dict
         "metrics.json and plots.",
         "",
     ]
-    todo = [s for s in SECTIONS if not only or s[0] in only]
+    column = PRESETS.index(preset)
+    todo = [s for s in SECTIONS if (not only or s[0] in only) and s[3][column] is not None]
     for i, (name, config_name, module, presets) in enumerate(todo, start=1):
         sub = os.path.join(workdir, name)
         start = time.time()
         logging.info("main job: %s -> %s", name, sub)
         print(f"[main job {i}/{len(todo)}] {name} ...", flush=True)
-        config = load_config(f"{config_name}:{presets[PRESETS.index(preset)]}")
+        config = load_config(f"{config_name}:{presets[column]}")
         importlib.import_module(module).run(config, sub)
         secs = time.time() - start
         summary[name] = {"seconds": round(secs, 1), "report": f"{name}/report.md"}
