@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import re
 import time
 
 from outeffhop.config_files import load_config
@@ -41,6 +42,18 @@ SECTIONS = (
 SECTION_NAMES = tuple(s[0] for s in SECTIONS)
 
 
+def embed_report(section_dir: str, name: str) -> str:
+    """A section's report.md one heading level down, with its links made relative to the
+    main report (``![x](plot.png)`` -> ``![x](name/plot.png)``)."""
+    path = os.path.join(section_dir, "report.md")
+    if not os.path.exists(path):
+        return f"## {name}\n\n(no report.md was written)"
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)
+    return re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", rf"]({name}/\1)", text).rstrip()
+
+
 def run(workdir: str, preset: str = "quick", only: tuple[str, ...] = ()) -> dict:
     """Runs each section into ``workdir/<section>`` and writes ``workdir/report.md``."""
     if preset not in PRESETS:
@@ -55,11 +68,12 @@ def run(workdir: str, preset: str = "quick", only: tuple[str, ...] = ()) -> dict
     lines = [
         "# OutEffHop and prompt-tuning limits: main job",
         "",
-        f"Preset `{preset}`; machine {summary['machine']}. Each section links its own report,",
-        "metrics.json and plots.",
+        f"Preset `{preset}`; machine {summary['machine']}. Each section's report follows",
+        "in full; its folder also holds metrics.json and the plots.",
         "",
     ]
     column = PRESETS.index(preset)
+    index, body = [], []
     todo = [s for s in SECTIONS if (not only or s[0] in only) and s[3][column] is not None]
     for i, (name, config_name, module, presets) in enumerate(todo, start=1):
         sub = os.path.join(workdir, name)
@@ -73,9 +87,10 @@ def run(workdir: str, preset: str = "quick", only: tuple[str, ...] = ()) -> dict
         print(
             f"[main job {i}/{len(todo)}] {name} done in {secs:.0f} s: {sub}/report.md", flush=True
         )
-        lines.append(f"- [{name}]({name}/report.md) ({secs:.0f} s)")
+        index.append(f"- [{name}]({name}/report.md) ({secs:.0f} s)")
+        body += ["", embed_report(sub, name)]
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     with open(os.path.join(workdir, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines + index + body) + "\n")
     return summary

@@ -29,4 +29,16 @@ def test_bad_arguments_name_the_field(tmp_path):
 def test_only_runs_the_named_section(tmp_path):
     summary = main_job.run(str(tmp_path), only=("retrieval",))
     assert set(summary) == {"preset", "machine", "retrieval"}
-    assert "[retrieval](retrieval/report.md)" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "[retrieval](retrieval/report.md)" in report
+    assert "![recall](retrieval/retrieval_accuracy.png)" in report  # embedded, links rewritten
+
+
+def test_embedded_reports_keep_working_links(tmp_path):
+    sub = tmp_path / "sec"
+    sub.mkdir()
+    (sub / "report.md").write_text("# Title\n\n## Part\n![p](plot.png) [w](https://x.org)\n")
+    text = main_job.embed_report(str(sub), "sec")
+    assert text.splitlines()[0] == "## Title" and "### Part" in text
+    assert "![p](sec/plot.png)" in text and "[w](https://x.org)" in text
+    assert "no report.md" in main_job.embed_report(str(tmp_path / "missing"), "missing")
