@@ -5,8 +5,11 @@
 MFU = model FLOPs/s / matmul FLOP/s, with model FLOPs per step = 6 x non-embedding params x
 tokens + 12 x layers x batch x seq^2 x d_model (attention scores and mixing, fwd + bwd), and
 the matmul = the better of two N x N matmuls (2 N^3 FLOPs) timed right before each step
-(the machine may be shared: each ratio pairs measurements under the same load). "MFU+head"
-also counts the tied LM-head projection (6 x vocab x d_model per token). Steps use random
+(the machine may be shared: each ratio pairs measurements under the same load). "with LM
+head" also counts the tied LM-head projection, 6 x vocab x d_model per position it computes
+(the head runs at the masked positions only: batch x mlm_prediction_cap(seq) of them).
+Each preset runs once per dropout PRNG in --rng_impl (philox4x32's bits fuse into the
+dropout; rbg's RngBitGenerator is a separate, slower pass on CPU). Steps use random
 MLM batches (15% scored positions), the trainer's own ``train_step`` (jit, donated state, AdamW).
 """
 
@@ -23,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from outeffhop import models
+from outeffhop.models.losses import mlm_prediction_cap
 from outeffhop.train import base_config, get_task, loop, optim, sharding
 
 SIZES = {  # preset -> (model preset, overrides, batch, seq)
@@ -117,7 +121,7 @@ def bench_preset(
     m_cfg = cfg.model
     tokens = batch * seq
     flops = 6 * (n_all - n_emb) * tokens + 12 * m_cfg.num_layers * batch * seq**2 * m_cfg.d_model
-    head = 6 * m_cfg.vocab_size * m_cfg.d_model * tokens
+    head = 6 * m_cfg.vocab_size * m_cfg.d_model * batch * mlm_prediction_cap(seq)
     t = float(np.median(times))
     times, peaks = np.array(times), np.array(peaks)
     return dict(
@@ -125,6 +129,7 @@ def bench_preset(
         mfu_with_head=float(np.median((flops + head) / times / peaks)),
         peak_flops_per_s=float(np.median(peaks)),
         preset=name,
+        rng_impl=rng_impl,
         batch=batch,
         seq=seq,
         dtype=dtype,
@@ -143,7 +148,11 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--matmul", type=int, default=4096)
     ap.add_argument("--dtype", default="float32", help="compute dtype of model and matmul")
-    ap.add_argument("--rng_impl", default="rbg", help="dropout PRNG: rbg | threefry2x32")
+    ap.add_argument(
+        "--rng_impl",
+        default="rbg,philox4x32",
+        help="dropout PRNGs to compare, comma-separated: rbg | philox4x32 | threefry2x32",
+    )
     ap.add_argument("--batch", type=int, default=0, help="override the preset's batch")
     ap.add_argument("--seq", type=int, default=0, help="override the preset's length")
     ap.add_argument("--out", default="")
@@ -151,11 +160,12 @@ def main(argv=None):
     print(f"backend {jax.default_backend()}, devices {jax.devices()}, load {os.getloadavg()}")
     peak = matmul_timer(args.matmul, args.dtype)
     rows = []
-    for name in args.presets.split(","):
-        r = bench_preset(name, args.steps, args.dtype, args.batch, args.seq, args.rng_impl, peak)
+    runs = [(n, i) for n in args.presets.split(",") for i in args.rng_impl.split(",")]
+    for name, impl in runs:
+        r = bench_preset(name, args.steps, args.dtype, args.batch, args.seq, impl, peak)
         rows.append(r)
         print(
-            f"{name:10s} b{r['batch']} s{r['seq']} {r['dtype']} {args.rng_impl}: "
+            f"{name:10s} b{r['batch']} s{r['seq']} {r['dtype']} {impl:12s}: "
             f"step {r['step_s'] * 1e3:8.1f} ms, {r['tokens_per_s']:9.0f} tok/s, "
             f"model {r['model_flops_per_s'] / 1e9:7.1f} GFLOP/s, "
             f"matmul {r['peak_flops_per_s'] / 1e9:7.1f} GFLOP/s ({args.dtype} {args.matmul}^2), "

@@ -8,7 +8,7 @@ from numbers import Number
 from outeffhop.train import optim, sharding
 
 POSITIVE = ("batch_size", "grad_accum_steps", "num_steps", "log_every")
-RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg", "philox4x32")
 NON_NEGATIVE = (
     "eval_every",
     "eval_steps",

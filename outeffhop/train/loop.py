@@ -56,9 +56,6 @@ def _accumulate(loss_fn, params, batch, rng, num_micro):
     its own rows and no data moves.
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    if num_micro == 1:
-        (s, (w, c)), g = grad_fn(params, batch, rng)
-        return s, w, c, g
 
     def split(x):
         x = x.reshape(x.shape[0] // num_micro, num_micro, *x.shape[1:])
@@ -89,9 +86,21 @@ def train_step(state, batch, *, cfg, task, model, tx, schedule):
         s, w, c = task.loss(model, params, mb, r, True)
         return s, (w, c)
 
-    s, w, c, g = _accumulate(loss_fn, state["params"], batch, rng, cfg.grad_accum_steps)
-    w = jnp.maximum(w, 1.0)
-    grads = jax.tree.map(lambda x: x / w, g)
+    if cfg.grad_accum_steps == 1:
+        # One pass: differentiate the mean directly, so the 1/w scaling happens once on the
+        # loss instead of once per parameter (w counts labels; it does not depend on params).
+        def mean_loss(params, mb, r):
+            s, w, c = task.loss(model, params, mb, r, True)
+            w = jnp.maximum(jax.lax.stop_gradient(w), 1.0)
+            return s / w, (s, w, c)
+
+        (_, (s, w, c)), grads = jax.value_and_grad(mean_loss, has_aux=True)(
+            state["params"], batch, rng
+        )
+    else:
+        s, w, c, g = _accumulate(loss_fn, state["params"], batch, rng, cfg.grad_accum_steps)
+        w = jnp.maximum(w, 1.0)
+        grads = jax.tree.map(lambda x: x / w, g)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics = {
