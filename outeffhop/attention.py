@@ -60,6 +60,27 @@ def _full_mask(mask, is_causal, t, s):
     return mask
 
 
+def attention_logits(q, k, *, scale=None) -> jax.Array:
+    """Scores ``scale * q k^T`` [B, H, T, S] in at least float32 (the normalizer's input)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    acc = jnp.promote_types(q.dtype, jnp.float32)
+    return jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=acc) * scale
+
+
+def normalize_logits(
+    logits, *, normalizer="softmax", mask=None, is_causal=False, gamma=None, zeta=None
+) -> jax.Array:
+    """Attention weights N(logits) over the last axis, masked keys excluded (True = attend).
+
+    ``mask`` broadcasts to [B, H, T, S]; ``is_causal`` folds in the causal mask.
+    """
+    b, h, t, s = logits.shape
+    if mask is not None:
+        mask = _check_mask(mask, b, h, t, s)
+    mask = _full_mask(mask, is_causal, t, s)
+    return sm.normalize(logits, normalizer, axis=-1, where=mask, gamma=gamma, zeta=zeta)
+
+
 def attention_weights(
     q,
     k,
@@ -77,14 +98,10 @@ def attention_weights(
     """
     q, k = jnp.asarray(q), jnp.asarray(k)
     _check_qk(q, k, normalizer)
-    (b, t, h, _), s = q.shape, k.shape[1]
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    acc = jnp.promote_types(q.dtype, jnp.float32)
-    logits = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=acc) * scale
-    if mask is not None:
-        mask = _check_mask(mask, b, h, t, s)
-    mask = _full_mask(mask, is_causal, t, s)
-    w = sm.normalize(logits, normalizer, axis=-1, where=mask, gamma=gamma, zeta=zeta)
+    logits = attention_logits(q, k, scale=scale)
+    w = normalize_logits(
+        logits, normalizer=normalizer, mask=mask, is_causal=is_causal, gamma=gamma, zeta=zeta
+    )
     return w.astype(q.dtype)
 
 

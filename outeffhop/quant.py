@@ -5,7 +5,9 @@ current min/max; activations asymmetric per tensor with static ranges from calib
 batches. Quantizer sites are inserted with ``nn.intercept_methods``: no model code changes.
 A site is (module class, path regex, method, input or output); the defaults quantize the
 inputs of every Dense / DenseGeneral / Einsum (linear inputs, hence attention inputs, FFN
-inputs and the LM head input) and of every LayerNorm (residual sums, embedding sums).
+inputs and the LM head input), of every LayerNorm (residual sums, embedding sums), and the
+attention scores and softmax outputs (the models' ``AttentionProbe`` points; present on the
+explicit-weights attention path, the CPU default).
 """
 
 from __future__ import annotations
@@ -169,7 +171,14 @@ class Site:
 
 LINEAR_INPUTS = Site(module_type="Dense|DenseGeneral|Einsum")
 NORM_INPUTS = Site(module_type="LayerNorm|RMSNorm")
-DEFAULT_SITES = (LINEAR_INPUTS, NORM_INPUTS)
+# The attention scores (softmax input) and weights (softmax output): the models pass them
+# through identity ``AttentionProbe`` modules on the explicit-weights path (the CPU default).
+ATTENTION_SCORES = Site(module_type="AttentionProbe", path=r".*/scores", where="output")
+ATTENTION_WEIGHTS = Site(module_type="AttentionProbe", path=r".*/weights", where="output")
+ATTENTION_SITES = (ATTENTION_SCORES, ATTENTION_WEIGHTS)
+# DESIGN section 5: linear inputs (Q/K/V inputs, context, FFN), LayerNorm inputs (residual
+# and embedding sums), attention scores and softmax outputs.
+DEFAULT_SITES = (LINEAR_INPUTS, NORM_INPUTS, *ATTENTION_SITES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,6 +92,42 @@ def ablation_table(family_rows, variants) -> list[str]:
     return lines
 
 
+MASS = (  # (column, aggregate, group) of the attention-mass table
+    ("null slot", "mean", "null"),
+    ("first token", "mean", "first"),
+    ("delimiters", "mean", "delimiters"),
+    ("delimiters, top head", "max_head", "delimiters"),
+)
+
+
+def mass_table(family_rows, variants) -> list[str]:
+    """Attention mass (% of each query's weight, mean over layers and heads), per variant."""
+    rows0 = [rs[0] for rs in family_rows.values() if "attention_mass" in rs[0]]
+    if not rows0:
+        return []
+    cols = [c for c in MASS if c[2] in rows0[0]["attention_mass"]["mean"]]
+    base = rows0[0]["attention_mass"]["base_rate"].get("delimiters")
+    lines = ["| variant | " + " | ".join(c[0] for c in cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for v in variants:
+        rs = [r for r in family_rows.get(v, []) if "attention_mass" in r]
+        if not rs:
+            continue
+        cells = [
+            _fmt(*mean_std([100 * r["attention_mass"][agg][key] for r in rs]), len(rs))
+            for _, agg, key in cols
+        ]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    note = (
+        "Attention mass (%): the share of each query's weight on the null slot (1 - sum of "
+        "the weights: Softmax_1's no-op; clipping also sheds mass), on key 0 and on delimiter "
+        "tokens (punctuation, whitespace, special), mean over layers and heads (top head: the "
+        "largest)."
+    )
+    if base is not None:
+        note += f" Delimiters are {100 * base:.1f}% of the evaluated tokens."
+    return [note, "", *lines, ""]
+
+
 def plot_layers(family: str, family_rows, variants, path: str) -> None:
     """Per-layer kurtosis and inf-norm (seed 0) of each module group, one line per variant."""
     curves = next(iter(family_rows.values()))[0]["outliers"]["paper"]["per_layer"]
@@ -157,6 +193,7 @@ def write(rows: list[dict], workdir: str, meta: dict, variants) -> str:
         plot_layers(family, by[family], variants, os.path.join(workdir, f"{family}_layers.png"))
         plot_histograms(family, by[family], variants, os.path.join(workdir, f"{family}_hist.png"))
         lines += [f"## {family}", "", *t, "", *relative(numbers[family]), ""]
+        lines += mass_table(by[family], variants)
         lines += ["Quantization ablations:", "", *ablation_table(by[family], variants), ""]
         lines += [f"![layers]({family}_layers.png) ![hist]({family}_hist.png)", ""]
     lines += meta.get("notes", [])

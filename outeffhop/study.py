@@ -4,12 +4,14 @@ One job = (model family, variant, seed): ``configs/<family>.py:<preset>`` with t
 attention fields, trained by ``outeffhop.train`` in its own process pinned to one core
 (``taskset`` + single-threaded XLA: 2.7x the throughput of one two-thread process, DESIGN
 section 8), then evaluated in the same process: FP metric, outlier statistics of the
-papers' module set, W8A8 fake quantization (and ablations), qwix int8. Each job writes
+papers' module set, attention mass (null slot, first token, delimiters), W8A8 fake
+quantization (and ablations), qwix int8. Each job writes
 ``<workdir>/runs/<family>/<variant>/seed<k>/eval.json``; a finished job is not rerun.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -22,7 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from outeffhop import models, outliers, quant, quant_qwix
+from outeffhop import attention_mass, data, models, outliers, quant, quant_qwix
 from outeffhop.config_files import load_config
 from outeffhop.train import checkpoint, loop, optim, tasks, train_and_evaluate
 
@@ -88,6 +90,29 @@ def _valid_rows(batch):
     return np.asarray(mask).sum(-1) > 0
 
 
+def _query_valid(batch):
+    """bool [B, T] (or [B] without a padding mask): the queries the statistics average over."""
+    rows = _valid_rows(batch)
+    mask = batch.get("attention_mask")
+    return rows if mask is None else rows[:, None] & (np.asarray(mask) > 0)
+
+
+def _attention_mass(cfg, workdir, variables, batches, inputs_fn) -> dict:
+    """Attention mass on the null slot, key 0 and (text) delimiter tokens, per layer/head."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.attention.implementation = "reference"  # the weights exist on this path only
+    model = tasks.get_task(cfg.task).build_model(cfg)
+    groups = attention_mass.no_groups
+    if cfg.model.model in ("bert", "opt"):
+        _, info = data.make_dataset(cfg, "eval", workdir=workdir, batch_size=cfg.batch_size)
+        specials = (info.cls_id, info.sep_id, info.eos_id)
+        table = attention_mass.tokenizer_delimiters(info.tokenizer_path, specials)
+        groups = attention_mass.text_groups(table)
+    return attention_mass.attention_mass(
+        model, variables, batches, inputs_fn=inputs_fn, groups_fn=groups, valid_fn=_query_valid
+    )
+
+
 def _metric(cfg, sums) -> dict[str, float]:
     """FP / quantized metric from summed (loss, weight, correct): ppl for LMs, acc for ViT."""
     loss = sums["loss"] / max(sums["weight"], 1.0)
@@ -136,6 +161,7 @@ def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=T
         model, variables, eval_batches, union, inputs_fn=inputs, valid_fn=_valid_rows
     )
     stats = {n: acc.summary(f"{family}:{n}") for n in sets}
+    mass = _attention_mass(cfg, workdir, variables, eval_batches, inputs)
     recipes = quant.ablations() if ablations else {"W8A8": quant.QuantConfig()}
     quantized = {}
     for name, qc in recipes.items():
@@ -164,6 +190,7 @@ def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=T
         "w8a8": quantized["W8A8"],
         "quantized": quantized,
         "outliers": stats,
+        "attention_mass": mass,
         "histogram": {"module": last, "counts": counts.tolist(), "edges": edges.tolist()},
     }
 

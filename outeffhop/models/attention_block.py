@@ -74,9 +74,34 @@ def clip_range(cfg, key_len: int) -> tuple[float, float]:
     return float(gamma), float(cfg.zeta)
 
 
+def uniform_clipped_from(cfg, key_len: int) -> int | None:
+    """The fewest keys at which clipped softmax maps uniform attention to exactly 0, or None.
+
+    clip((zeta - gamma) / L + gamma, 0, 1) = 0 once L >= (zeta - gamma) / -gamma: with the
+    papers' BERT setting gamma = -0.025, zeta = 1 that is L >= 41. Attention starts near
+    uniform (small init), so rows with that many keys output 0 and pass no gradient to the
+    queries, keys or values: the block can stay dead (observed on BERT at L = 64).
+    """
+    if not cfg.normalizer.startswith("clipped"):
+        return None
+    gamma, zeta = clip_range(cfg, key_len)
+    if gamma >= 0:
+        return None
+    return math.ceil((zeta - gamma) / -gamma)
+
+
 def logit(p: float) -> float:
     """log(p / (1 - p)), the inverse of the sigmoid."""
     return math.log(p / (1.0 - p))
+
+
+def sink_normalize(logits, sink_H, *, mask=None, is_causal=False) -> jax.Array:
+    """Sink attention weights from scores [B, H, T, S]: Softmax_1(logits - s_h), masked."""
+    logits = logits - sink_H.astype(logits.dtype)[None, :, None, None]
+    mask = combine_mask(mask, is_causal, *logits.shape[-2:])
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, logits.shape)
+    return sm.softmax_1(logits, axis=-1, where=mask)
 
 
 def sink_weights(q, k, sink_H, *, mask=None, is_causal=False, scale=None) -> jax.Array:
@@ -84,15 +109,10 @@ def sink_weights(q, k, sink_H, *, mask=None, is_causal=False, scale=None) -> jax
 
     w_ij = exp(l_ij) / (exp(s_h) + sum_j exp(l_ij)) with l = scale q k^T, i.e. softmax over
     the scores plus one extra key of logit s_h whose value is 0. Equals Softmax_1(l - s_h);
-    s_h = 0 is Softmax_1 exactly.
+    s_h = 0 is Softmax_1 exactly. Scores in at least float32; weights in q's dtype.
     """
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    logits = jnp.einsum("bthd,bshd->bhts", q, k) * scale
-    logits = logits - sink_H.astype(logits.dtype)[None, :, None, None]
-    mask = combine_mask(mask, is_causal, *logits.shape[-2:])
-    if mask is not None:
-        mask = jnp.broadcast_to(mask, logits.shape)
-    return sm.softmax_1(logits, axis=-1, where=mask)
+    logits = attn.attention_logits(q, k, scale=scale)
+    return sink_normalize(logits, sink_H, mask=mask, is_causal=is_causal).astype(q.dtype)
 
 
 def sink_attention(q, k, v, sink_H, *, mask=None, is_causal=False, scale=None) -> jax.Array:
@@ -181,10 +201,27 @@ class HeadGate(nn.Module):
         return nn.sigmoid(a)[..., None]
 
 
+class AttentionProbe(nn.Module):
+    """The identity, under a name: a point inside attention that hooks can reach.
+
+    ``MultiHeadAttention`` passes its scores (the normalizer's input, [B, H, T, S]) through
+    ``scores`` and its weights (the normalizer's output) through ``weights``, so
+    ``capture_intermediates`` (attention statistics) and ``nn.intercept_methods``
+    (quantizers: ``outeffhop.quant.ATTENTION_SITES``) reach them without model changes. Only
+    on the explicit-weights path (the CPU default, attention dropout in training, or
+    ``attention.implementation='reference'``): fused kernels never form the weights.
+    """
+
+    @nn.compact
+    def __call__(self, x):
+        return x
+
+
 class MultiHeadAttention(nn.Module):
     """Self-attention: query/key/value -> normalizer -> dropout -> gate -> out_proj.
 
-    Submodules: ``query``, ``key``, ``value``, ``gate`` (if any), ``out_proj``; parameter
+    Submodules: ``query``, ``key``, ``value``, ``scores`` and ``weights`` (AttentionProbe, on
+    the explicit-weights path), ``gate`` (if any), ``out_proj``; parameter
     ``sink`` [H] (normalizer sink, init 0). Attention dropout needs explicit weights; without
     it the path is ``attention.implementation`` (None = ``default_implementation`` of the
     backend: fused kernels on GPU/TPU for softmax, softmax1 and sink, explicit on CPU).
@@ -221,39 +258,32 @@ class MultiHeadAttention(nn.Module):
                 "sink", partitioned(nn.initializers.zeros, ("heads",)), (h,), self.param_dtype
             )
         # sink runs where softmax1 would: fused kernel or explicit weights (the CPU default).
-        sink_impl = cfg.implementation or attn.default_implementation("softmax1")
-        use_weights = (self.dropout_rate > 0 and not deterministic) or (
-            sink is not None and sink_impl == "reference"
+        impl = cfg.implementation or attn.default_implementation(
+            "softmax1" if sink is not None else cfg.normalizer
         )
-        if use_weights:
+        if (self.dropout_rate > 0 and not deterministic) or impl == "reference":
+            logits = AttentionProbe(name="scores")(attn.attention_logits(q, k))
             if sink is not None:
-                w = sink_weights(q, k, sink, mask=mask, is_causal=is_causal)
+                w = sink_normalize(logits, sink, mask=mask, is_causal=is_causal)
             else:
-                w = attn.attention_weights(
-                    q,
-                    k,
+                w = attn.normalize_logits(
+                    logits,
                     normalizer=cfg.normalizer,
                     mask=mask,
                     is_causal=is_causal,
                     gamma=gamma,
                     zeta=zeta,
                 )
+            w = AttentionProbe(name="weights")(w.astype(q.dtype))
             w = nn.Dropout(self.dropout_rate)(w, deterministic=deterministic)
             ctx = jnp.einsum("bhts,bshd->bthd", w.astype(v.dtype), v)
         elif sink is not None:
             ctx = sink_attention(q, k, v, sink, mask=mask, is_causal=is_causal)
         else:
             ctx = attn.dot_product_attention(
-                q,
-                k,
-                v,
-                normalizer=cfg.normalizer,
-                mask=mask,
-                is_causal=is_causal,
-                gamma=gamma,
-                zeta=zeta,
-                implementation=cfg.implementation,
-            )
+                q, k, v, normalizer=cfg.normalizer, mask=mask, is_causal=is_causal,
+                implementation="fused",
+            )  # fmt: skip
         if cfg.gate != "none":
             visible = combine_mask(mask, is_causal, length, length)
             if visible is not None:

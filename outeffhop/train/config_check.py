@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from numbers import Number
 
+from absl import logging
+
+from outeffhop.models.attention_block import uniform_clipped_from
 from outeffhop.train import optim, sharding
 
 POSITIVE = ("batch_size", "grad_accum_steps", "num_steps", "log_every")
@@ -76,3 +79,22 @@ def validate(cfg, task, *, num_devices: int, process_count: int = 1) -> None:
         path = get_field(cfg, field) if field != "data.path" or "path" in cfg.data else ""
         if path and not os.path.exists(os.path.expanduser(path)):
             raise ValueError(f"config.{field} {path!r} does not exist; give an existing path.")
+    _warn_dead_clipping(cfg)
+
+
+def _warn_dead_clipping(cfg) -> None:
+    """Log when clipped softmax zeroes uniform attention at the configured sequence length."""
+    attn = cfg.get("model", {}).get("attention")
+    length = cfg.get("data", {}).get("seq_len")
+    if attn is None or not length or cfg.model.get("model") == "vit":
+        return
+    dead = uniform_clipped_from(attn, int(length))
+    if dead is not None and length >= dead:
+        logging.warning(
+            "attention.gamma=%s clips uniform attention to exactly 0 on rows with >= %d keys "
+            "(seq_len %d): at init those rows output 0 and pass no gradient (see "
+            "outeffhop.models.attention_block.uniform_clipped_from).",
+            attn.gamma if attn.get("alpha") is None else f"-{attn.alpha}/L",
+            dead,
+            length,
+        )
