@@ -11,10 +11,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from outeffhop import data
 from outeffhop.data import timeseries
 from outeffhop.models import stanhop
-from outeffhop.train import tasks
+from outeffhop.train import task_adapters, tasks
 
 
 def num_series(cfg) -> int:
@@ -67,21 +66,12 @@ def example_batch(cfg, n):
     }
 
 
-def _dataset(cfg, split, workdir, pi, pc):
-    ds, _ = data.make_dataset(
-        cfg, split, workdir=workdir, process_index=pi, process_count=pc, batch_size=cfg.batch_size
-    )
-    return ds
-
-
 def train_iter(cfg, workdir, process_index, process_count):
-    return iter(_dataset(cfg, "train", workdir, process_index, process_count))
+    return task_adapters.dataset_iter(cfg, workdir, process_index, process_count)
 
 
 def eval_batches(cfg, workdir, process_index, process_count):
-    ds = _dataset(cfg, "val", workdir, process_index, process_count)
-    it = iter(ds)
-    return [next(it) for _ in range(min(cfg.eval_steps, len(ds)))]
+    return task_adapters.eval_batches_of(cfg, workdir, process_index, process_count, "val")
 
 
 def check(cfg) -> None:

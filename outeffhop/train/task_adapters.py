@@ -58,10 +58,11 @@ def _init(model, rngs, batch):
     return model.init(rngs, **inputs, deterministic=True)["params"]
 
 
-def _train_iter(cfg, workdir, process_index, process_count):
+def dataset_iter(cfg, workdir, process_index, process_count, split="train"):
+    """An iterator over this process's shard of ``split`` (checkpointable grain iterator)."""
     ds, _ = data.make_dataset(
         cfg,
-        "train",
+        split,
         workdir=workdir,
         process_index=process_index,
         process_count=process_count,
@@ -70,17 +71,18 @@ def _train_iter(cfg, workdir, process_index, process_count):
     return iter(ds)
 
 
+def eval_batches_of(cfg, workdir, process_index, process_count, split="eval"):
+    """The first ``cfg.eval_steps`` batches of ``split`` (fewer if the split is shorter)."""
+    it = dataset_iter(cfg, workdir, process_index, process_count, split)
+    return [b for _, b in zip(range(cfg.eval_steps), it, strict=False)]
+
+
+def _train_iter(cfg, workdir, process_index, process_count):
+    return dataset_iter(cfg, workdir, process_index, process_count)
+
+
 def _eval_batches(cfg, workdir, process_index, process_count):
-    ds, _ = data.make_dataset(
-        cfg,
-        "eval",
-        workdir=workdir,
-        process_index=process_index,
-        process_count=process_count,
-        batch_size=cfg.batch_size,
-    )
-    it = iter(ds)
-    return [next(it) for _ in range(min(cfg.eval_steps, len(ds)))]
+    return eval_batches_of(cfg, workdir, process_index, process_count)
 
 
 def _text_example(cfg, n):
