@@ -7,10 +7,11 @@ tokens + 12 x layers x batch x seq^2 x d_model (attention scores and mixing, fwd
 the matmul = the better of two N x N matmuls (2 N^3 FLOPs) timed right before each step
 (the machine may be shared: each ratio pairs measurements under the same load). "with LM
 head" also counts the tied LM-head projection, 6 x vocab x d_model per position it computes
-(the head runs at the masked positions only: batch x mlm_prediction_cap(seq) of them).
+(the head runs at batch x K positions: K = mlm_prediction_cap(seq), or the fixed count).
 Each preset runs once per dropout PRNG in --rng_impl (philox4x32's bits fuse into the
-dropout; rbg's RngBitGenerator is a separate, slower pass on CPU). Steps use random
-MLM batches (15% scored positions), the trainer's own ``train_step`` (jit, donated state, AdamW).
+dropout; rbg's RngBitGenerator is a separate, slower pass on CPU) and MLM masking in
+--masking. Steps use random token rows masked by the data pipeline's ``MlmExamples`` and
+the trainer's own ``train_step`` (jit, donated state, AdamW).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from outeffhop import models
+from outeffhop.data.text import MlmExamples
 from outeffhop.models.losses import mlm_prediction_cap
 from outeffhop.train import base_config, get_task, loop, optim, sharding
 
@@ -63,6 +65,7 @@ def bench_preset(
     seq: int = 0,
     rng_impl: str = "rbg",
     peak=None,
+    max_predictions: int = 0,
 ):
     """Median step time, model FLOP/s and MFU of the trainer on random MLM batches.
 
@@ -97,10 +100,10 @@ def bench_preset(
     )
     rng = np.random.default_rng(0)
     ids = rng.integers(5, cfg.model.vocab_size, (batch, seq)).astype(np.int32)
-    labels = np.where(rng.random((batch, seq)) < 0.15, ids, -100).astype(np.int32)
-    b = sharding.global_batch(
-        {"input_ids": ids, "attention_mask": np.ones_like(ids), "labels": labels}, mesh
-    )
+    ex = MlmExamples(ids.ravel(), seq, 2, 3, 0, 4, cfg.model.vocab_size, 0.15, 0.8, 0.1, 5,
+                     max_predictions)  # fmt: skip
+    rows = [ex(i, np.random.default_rng(i)) for i in range(batch)]  # the pipeline's masking
+    b = sharding.global_batch({k: np.stack([r[k] for r in rows]) for k in rows[0]}, mesh)
     state, m = step(state, b)  # compile
     jax.block_until_ready(m)
     times, peaks = [], []
@@ -121,7 +124,8 @@ def bench_preset(
     m_cfg = cfg.model
     tokens = batch * seq
     flops = 6 * (n_all - n_emb) * tokens + 12 * m_cfg.num_layers * batch * seq**2 * m_cfg.d_model
-    head = 6 * m_cfg.vocab_size * m_cfg.d_model * batch * mlm_prediction_cap(seq)
+    k = max_predictions or mlm_prediction_cap(seq)  # head positions per row
+    head = 6 * m_cfg.vocab_size * m_cfg.d_model * batch * k
     t = float(np.median(times))
     times, peaks = np.array(times), np.array(peaks)
     return dict(
@@ -130,6 +134,7 @@ def bench_preset(
         peak_flops_per_s=float(np.median(peaks)),
         preset=name,
         rng_impl=rng_impl,
+        masking=f"exact {max_predictions}" if max_predictions else "bernoulli",
         batch=batch,
         seq=seq,
         dtype=dtype,
@@ -153,6 +158,13 @@ def main(argv=None):
         default="rbg,philox4x32",
         help="dropout PRNGs to compare, comma-separated: rbg | philox4x32 | threefry2x32",
     )
+    ap.add_argument(
+        "--masking",
+        default="bernoulli",
+        help="MLM masking to compare, comma-separated: bernoulli (each token w.p. 0.15; head "
+        "at up to mlm_prediction_cap(seq) positions) | exact (Google BERT: round(0.15 x "
+        "maskable) tokens per row, data.max_predictions = that count)",
+    )
     ap.add_argument("--batch", type=int, default=0, help="override the preset's batch")
     ap.add_argument("--seq", type=int, default=0, help="override the preset's length")
     ap.add_argument("--out", default="")
@@ -160,12 +172,21 @@ def main(argv=None):
     print(f"backend {jax.default_backend()}, devices {jax.devices()}, load {os.getloadavg()}")
     peak = matmul_timer(args.matmul, args.dtype)
     rows = []
-    runs = [(n, i) for n in args.presets.split(",") for i in args.rng_impl.split(",")]
-    for name, impl in runs:
-        r = bench_preset(name, args.steps, args.dtype, args.batch, args.seq, impl, peak)
+    runs = [
+        (n, i, m)
+        for n in args.presets.split(",")
+        for i in args.rng_impl.split(",")
+        for m in args.masking.split(",")
+    ]
+    for name, impl, masking in runs:
+        if masking not in ("bernoulli", "exact"):
+            raise SystemExit(f"--masking must be bernoulli or exact; got {masking!r}.")
+        seq = args.seq or SIZES[name][3]
+        k = round(0.15 * (seq - 2)) if masking == "exact" else 0
+        r = bench_preset(name, args.steps, args.dtype, args.batch, args.seq, impl, peak, k)
         rows.append(r)
         print(
-            f"{name:10s} b{r['batch']} s{r['seq']} {r['dtype']} {impl:12s}: "
+            f"{name:10s} b{r['batch']} s{r['seq']} {r['dtype']} {impl:12s} {r['masking']:9s}: "
             f"step {r['step_s'] * 1e3:8.1f} ms, {r['tokens_per_s']:9.0f} tok/s, "
             f"model {r['model_flops_per_s'] / 1e9:7.1f} GFLOP/s, "
             f"matmul {r['peak_flops_per_s'] / 1e9:7.1f} GFLOP/s ({args.dtype} {args.matmul}^2), "

@@ -15,10 +15,10 @@ from outeffhop.train import task_adapters
 L, VOCAB = 16, 64
 
 
-def mlm_batch(mask_prob, rows=4, seed=0):
+def mlm_batch(mask_prob, rows=4, seed=0, max_predictions=0):
     """A batch of real MLM rows from the data pipeline's example maker (CLS/SEP never masked)."""
     stream = np.random.default_rng(seed).integers(5, VOCAB, rows * (L - 2)).astype(np.int32)
-    ex = text.MlmExamples(stream, L, 2, 3, 0, 4, VOCAB, mask_prob, 0.8, 0.1, 5)
+    ex = text.MlmExamples(stream, L, 2, 3, 0, 4, VOCAB, mask_prob, 0.8, 0.1, 5, max_predictions)
     out = [ex(i, np.random.default_rng(seed + i)) for i in range(rows)]
     return {k: jnp.asarray(np.stack([o[k] for o in out])) for k in out[0]}
 
@@ -102,3 +102,33 @@ def test_gathered_loss_and_grads_equal_full_head(tiny_bert, mask_prob):
     np.testing.assert_allclose(s1, s2, rtol=1e-5)
     assert c1 == c2
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g1, g2)
+
+
+def test_exact_count_masking_carries_positions(tiny_bert):
+    """Google BERT's masking: a fixed count per row, positions from the pipeline, no fallback."""
+    _, params, gathered_and_full = tiny_bert
+    batch = mlm_batch(0.15, rows=6, max_predictions=3)
+    scored = np.asarray(batch["labels"]) >= 0
+    assert (scored.sum(1) == 2).all()  # round(0.15 * 14 maskable) = 2 <= 3
+    pos = np.asarray(batch["masked_positions"])
+    assert pos.shape == (6, 3) and pos.dtype == np.int32
+    for row, p in zip(scored, pos, strict=True):
+        assert row[p[:2]].all() and not row[p[2]] and len(set(p)) == 3
+    ((s1, (n1, c1)), g1), ((s2, (n2, c2)), g2) = gathered_and_full(params, batch, jax.random.key(1))
+    assert n1 == n2 == 12
+    np.testing.assert_allclose(s1, s2, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g1, g2)
+    logits = jnp.zeros((6, L, VOCAB))  # full-head logits ignore the batch's positions
+    assert float(losses.masked_lm_loss(logits, batch)[1]["num_tokens"]) == 12
+
+
+def test_exact_count_masking_rate():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 1000, size=128)
+    maskable = np.ones(128, bool)
+    maskable[[0, -1]] = False
+    for seed in range(20):
+        kw = dict(maskable_L=maskable, mask_id=4, vocab_lo=5, vocab_hi=1000, max_predictions=20)
+        _, lab = text.mask_tokens(ids, np.random.default_rng(seed), **kw)
+        assert (lab != text.IGNORE).sum() == 19  # round(0.15 * 126)
+        assert lab[0] == lab[-1] == text.IGNORE

@@ -60,6 +60,7 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
     d.mask_prob = 0.15  # MLM: fraction of tokens selected for prediction
     d.mask_token_frac = 0.8  # MLM: selected tokens replaced by [MASK]
     d.random_token_frac = 0.1  # MLM: selected tokens replaced by a random token (rest kept)
+    d.max_predictions = 0  # MLM: > 0 = exactly round(mask_prob * tokens) scored, at most this
     d.val_fraction = 0.05 if preset in ("mlm", "clm") else 0.1  # held-out docs / images
     d.split_seed = 0  # fixes the train/val split
     d.seed = 0  # shuffling, masking and augmentation; each epoch reshuffles and re-masks
@@ -133,6 +134,11 @@ def _text_examples(dcfg, train: bool, cache_dir: str):
         )
     if dcfg.seq_len < 4:
         raise ValueError(f"data.seq_len must be >= 4, got {dcfg.seq_len}.")
+    if not 0 <= dcfg.get("max_predictions", 0) <= dcfg.seq_len - 2:
+        raise ValueError(
+            f"data.max_predictions must be in [0, seq_len - 2 = {dcfg.seq_len - 2}], "
+            f"got {dcfg.max_predictions}."
+        )
     kind = dcfg.tokenizer
     if kind == "auto":
         kind = "wordpiece" if dcfg.task == "mlm" else "bytelevel_bpe"
@@ -151,7 +157,7 @@ def _text_examples(dcfg, train: bool, cache_dir: str):
         examples = text.MlmExamples(
             stream, dcfg.seq_len, cls_id, sep_id, ids["pad"], ids["mask"], vocab,
             dcfg.mask_prob, dcfg.mask_token_frac, dcfg.random_token_frac,
-            len(tokenizer.SPECIAL_TOKENS[kind]),
+            len(tokenizer.SPECIAL_TOKENS[kind]), dcfg.get("max_predictions", 0),
         )  # fmt: skip
     else:
         examples = text.ClmExamples(stream, dcfg.seq_len, sep_id, ids["pad"])

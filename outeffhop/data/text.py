@@ -18,15 +18,24 @@ def mask_tokens(
     mask_prob: float = 0.15,
     mask_token_frac: float = 0.8,
     random_token_frac: float = 0.1,
+    max_predictions: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """BERT masking of one row: returns (input_ids_L, labels_L).
 
-    Each maskable position is selected with probability `mask_prob`; a selected token becomes
-    `mask_id` with probability `mask_token_frac`, a uniform token in [vocab_lo, vocab_hi) with
-    probability `random_token_frac`, and stays unchanged otherwise. labels = original id at
-    selected positions, IGNORE elsewhere.
+    Each maskable position is selected with probability `mask_prob` (HF's collator), or, with
+    `max_predictions` > 0, exactly min(max_predictions, max(1, round(mask_prob * maskable)))
+    positions uniformly without replacement (Google BERT's create_pretraining_data). A
+    selected token becomes `mask_id` with probability `mask_token_frac`, a uniform token in
+    [vocab_lo, vocab_hi) with probability `random_token_frac`, and stays unchanged otherwise.
+    labels = original id at selected positions, IGNORE elsewhere.
     """
-    selected = (rng.random(ids_L.shape) < mask_prob) & maskable_L
+    if max_predictions > 0:
+        where = np.flatnonzero(maskable_L)
+        n = min(max_predictions, max(1, round(mask_prob * len(where))), len(where))
+        selected = np.zeros(ids_L.shape, bool)
+        selected[rng.choice(where, size=n, replace=False)] = True
+    else:
+        selected = (rng.random(ids_L.shape) < mask_prob) & maskable_L
     u = rng.random(ids_L.shape)
     to_mask = selected & (u < mask_token_frac)
     to_random = selected & (u >= mask_token_frac) & (u < mask_token_frac + random_token_frac)
@@ -42,6 +51,9 @@ class MlmExamples:
 
     Callable as a grain random_map source: `examples(index, rng) -> batch row dict`; an index
     >= num_examples gives an all-padding row (eval padding) whose labels are all IGNORE.
+    With `max_predictions` K > 0 each row scores a fixed number of tokens and also carries
+    `masked_positions` int32 [K]: the scored positions in order, then unscored ones as
+    padding, so the MLM head runs at K positions with no overflow fallback.
     """
 
     stream: np.ndarray
@@ -55,6 +67,7 @@ class MlmExamples:
     mask_token_frac: float
     random_token_frac: float
     num_special: int
+    max_predictions: int = 0  # > 0: exactly that many scored tokens, and masked_positions
 
     @property
     def num_examples(self) -> int:
@@ -69,11 +82,11 @@ class MlmExamples:
     def __call__(self, index: int, rng: np.random.Generator) -> dict:
         if index >= self.num_examples:
             pad = np.full((self.seq_len,), self.pad_id, np.int32)
-            return {
+            return self._positions({
                 "input_ids": pad,
                 "attention_mask": np.zeros_like(pad),
                 "labels": np.full_like(pad, IGNORE),
-            }
+            })  # fmt: skip
         ids_L = self.row(index)
         inputs, labels = mask_tokens(
             ids_L,
@@ -85,8 +98,17 @@ class MlmExamples:
             mask_prob=self.mask_prob,
             mask_token_frac=self.mask_token_frac,
             random_token_frac=self.random_token_frac,
+            max_predictions=self.max_predictions,
         )
-        return {"input_ids": inputs, "attention_mask": np.ones_like(inputs), "labels": labels}
+        row = {"input_ids": inputs, "attention_mask": np.ones_like(inputs), "labels": labels}
+        return self._positions(row)
+
+    def _positions(self, row: dict) -> dict:
+        if self.max_predictions <= 0:
+            return row
+        scored = row["labels"] != IGNORE
+        order = np.argsort(~scored, kind="stable")  # scored positions first, in order
+        return {**row, "masked_positions": order[: self.max_predictions].astype(np.int32)}
 
 
 @dataclasses.dataclass(frozen=True)

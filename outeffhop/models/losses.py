@@ -60,13 +60,15 @@ def masked_positions_from_labels(labels, k: int) -> tuple[jax.Array, jax.Array]:
 def masked_lm_loss(logits, batch):
     """MLM: logits [B, L, V]; batch["labels"] [B, L] (label < 0 = not scored).
 
-    With batch["masked_positions"] int [B, K] (the model's head run only there), logits are
-    [B, K, V] and slot k of row b is scored against labels[b, masked_positions[b, k]]; every
-    scored position must appear once and padding slots must point at unscored positions
-    (as ``masked_positions_from_labels`` builds them).
+    With batch["masked_positions"] int [B, K], K < L, and logits [B, K, V] (the model's head
+    run only there), slot k of row b is scored against labels[b, masked_positions[b, k]];
+    every scored position must appear once and padding slots must point at unscored
+    positions (as ``masked_positions_from_labels`` builds them). Full-head logits [B, L, V]
+    are scored against the labels as they are, whatever the batch carries.
     """
     labels = batch["labels"]
-    if batch.get("masked_positions") is not None:
+    positions = batch.get("masked_positions")
+    if positions is not None and logits.shape[1] != labels.shape[1]:
         labels = jnp.take_along_axis(labels, batch["masked_positions"], axis=1)
     if logits.shape[:-1] != labels.shape:
         raise ValueError(
