@@ -22,7 +22,7 @@ import matplotlib
 import numpy as np
 import optax
 
-from outeffhop import models, outliers, quant
+from outeffhop import attention_mass, models, outliers, quant
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -106,6 +106,9 @@ def train_variant(cfg, name: str, variant: dict) -> dict:
     fp = quant.mean_metrics(forward, v, evals)
     w8a8 = quant.ptq_evaluate(forward, v, evals[:2], evals, quant.QuantConfig())
     stats = outliers.outlier_stats(model, v, evals, "opt:paper", inputs_fn=inputs)
+    mass = attention_mass.attention_mass(
+        model, v, evals, inputs_fn=inputs, groups_fn=attention_mass.no_groups
+    )
     return {
         "variant": name,
         "curve": curve,
@@ -114,6 +117,7 @@ def train_variant(cfg, name: str, variant: dict) -> dict:
         "avg_kurtosis": stats["avg_kurtosis"],
         "max_inf_norm": stats["max_inf_norm"],
         "per_layer": stats["per_layer"],
+        "attention_mass": mass,
         "train_s": train_s,
     }
 
@@ -152,16 +156,26 @@ def run(config, workdir: str) -> dict:
         f"{config.vocab}, length {config.length}, {config.num_steps} steps of batch "
         f"{config.batch_size}, Adam lr {config.lr}, seed {config.seed}.",
         "",
-        "| variant | loss | accuracy | avg kurtosis | max inf-norm | W8A8 loss | W8A8 accuracy |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | loss | accuracy | avg kurtosis | max inf-norm | W8A8 loss | W8A8 accuracy "
+        "| BOS mass | null mass |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        mass = r["attention_mass"]["mean"]
         lines.append(
             f"| {r['variant']} | {r['fp']['loss']:.4f} | {r['fp']['accuracy']:.4f} | "
             f"{r['avg_kurtosis']:.3g} | {r['max_inf_norm']:.3g} | {r['w8a8']['loss']:.4f} | "
-            f"{r['w8a8']['accuracy']:.4f} |"
+            f"{r['w8a8']['accuracy']:.4f} | {100 * mass['first']:.1f}% | "
+            f"{100 * mass['null']:.1f}% |"
         )
-    lines += ["", "![curves](induction.png)", ""]
+    lines += [
+        "",
+        "BOS / null mass: the share of each query's attention weight on BOS (key 0) and on "
+        "the null slot (1 - sum of weights), mean over layers, heads and eval queries.",
+        "",
+        "![curves](induction.png)",
+        "",
+    ]
     with open(os.path.join(workdir, "report.md"), "w") as f:
         f.write("\n".join(lines))
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
