@@ -15,6 +15,7 @@ import ml_collections
 
 from outeffhop import attention as attn
 from outeffhop import softmax as sm
+from outeffhop.models.dropout import Dropout
 
 NORMALIZERS = (*sm.NORMALIZERS, "sink")
 GATES = ("none", "unconditional_per_head", "conditional_per_head", "conditional_per_token")
@@ -275,7 +276,7 @@ class MultiHeadAttention(nn.Module):
                     zeta=zeta,
                 )
             w = AttentionProbe(name="weights")(w.astype(q.dtype))
-            w = nn.Dropout(self.dropout_rate)(w, deterministic=deterministic)
+            w = Dropout(self.dropout_rate)(w, deterministic=deterministic)
             ctx = jnp.einsum("bhts,bshd->bthd", w.astype(v.dtype), v)
         elif sink is not None:
             ctx = sink_attention(q, k, v, sink, mask=mask, is_causal=is_causal)

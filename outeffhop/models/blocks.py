@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from outeffhop.models.attention_block import INIT_STD, MultiHeadAttention, partitioned
+from outeffhop.models.dropout import Dropout
 
 ACTIVATIONS = {
     "gelu": lambda x: nn.gelu(x, approximate=False),
@@ -70,7 +71,7 @@ class TransformerLayer(nn.Module):
     @nn.compact
     def __call__(self, x, mask_BL=None, *, deterministic=True, mask=None):
         cfg = self.config
-        drop = nn.Dropout(cfg.hidden_dropout)
+        drop = Dropout(cfg.hidden_dropout)
         attention = MultiHeadAttention(
             cfg.num_heads,
             cfg.attention,
