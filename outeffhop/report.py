@@ -112,10 +112,10 @@ def mass_table(family_rows, variants) -> list[str]:
         rs = [r for r in family_rows.get(v, []) if "attention_mass" in r]
         if not rs:
             continue
-        cells = [
-            _fmt(*mean_std([100 * r["attention_mass"][agg][key] for r in rs]), len(rs))
-            for _, agg, key in cols
-        ]
+        cells = []
+        for _, agg, key in cols:
+            m, sd = mean_std([100 * r["attention_mass"][agg][key] for r in rs])
+            cells.append(f"{m:.1f}" if len(rs) == 1 else f"{m:.1f} ± {sd:.1f}")
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     note = (
         "Attention mass (%): the share of each query's weight on the null slot (1 - sum of "
