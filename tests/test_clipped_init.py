@@ -34,3 +34,18 @@ def test_bert_clipped_attention_gets_no_gradient_at_init(length, dead):
         assert norms == [0.0, 0.0, 0.0]
     else:
         assert min(norms) > 0
+
+
+def test_trainer_config_check_warns_about_dead_clipping(caplog):
+    from outeffhop.config_files import load_config
+    from outeffhop.train import config_check
+
+    cfg = load_config("bert:quick")  # seq_len 64
+    cfg.model.attention.normalizer = "clipped"
+    with caplog.at_level("WARNING"):
+        config_check._warn_dead_clipping(cfg)
+    assert "clips uniform attention to exactly 0 on rows with >= 41 keys" in caplog.text
+    caplog.clear()
+    cfg.model.attention.normalizer = "softmax1"
+    config_check._warn_dead_clipping(cfg)
+    assert caplog.text == ""
