@@ -117,19 +117,14 @@ def attention_mass(
     keys in the group}}, groups always including ``null`` and ``first``. ValueError if the
     model exposes no weights probes (fused attention).
     """
-    compiled: dict[tuple, Callable] = {}
+    run = outliers.jit_per_static(lambda static: _mass_fn(model, static))
     sums: dict[str, dict[str, np.ndarray]] = {}
     base: dict[str, float] = {}
     n_keys = 0.0
     for batch in batches:
-        args, kwargs = inputs_fn(batch)
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, jax.Array | np.ndarray)}
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
         groups = {k: np.asarray(v, bool) for k, v in groups_fn(batch).items()}
         valid = None if valid_fn is None else np.asarray(valid_fn(batch), bool)
-        if static not in compiled:
-            compiled[static] = jax.jit(_mass_fn(model, dict(static)))
-        got = jax.device_get(compiled[static](variables, args, arrays, groups, valid))
+        got = jax.device_get(run(variables, *inputs_fn(batch), groups, valid))
         if not got:
             raise ValueError(
                 "the model exposes no attention weights (AttentionProbe 'weights'); use the "
@@ -139,11 +134,13 @@ def attention_mass(
             acc = sums.setdefault(layer, {})
             for k, v in m.items():
                 acc[k] = acc.get(k, 0.0) + np.asarray(v, np.float64)
-        for k, g in groups.items():
-            keys = np.ones(g.shape, bool) if valid is None else valid
-            keys = np.broadcast_to(keys[:, None] if keys.ndim == 1 else keys, g.shape)
-            base[k] = base.get(k, 0.0) + float((g & keys).sum())
-        n_keys += float(keys.sum()) if groups else 0.0
+        if groups:  # key positions that count toward the base rates
+            shape = next(iter(groups.values())).shape
+            keys = np.ones(shape, bool) if valid is None else valid
+            keys = np.broadcast_to(keys[:, None] if keys.ndim == 1 else keys, shape)
+            n_keys += float(keys.sum())
+            for k, g in groups.items():
+                base[k] = base.get(k, 0.0) + float((g & keys).sum())
     if not sums:
         raise ValueError("batches must hold at least one batch; got none.")
     per_layer = {}

@@ -268,20 +268,34 @@ def outlier_accumulator(
 ) -> OutlierAccumulator:
     """The filled accumulator behind ``outlier_stats`` (summarize subsets with ``summary``)."""
     regs = tuple(r.pattern for r in _resolve(patterns))
-    compiled: dict[tuple, Callable] = {}
+    run = jit_per_static(lambda static: _stats_fn(model, regs, method, static))
     acc = OutlierAccumulator()
     for batch in batches:
-        args, kwargs = inputs_fn(batch)
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, jax.Array | np.ndarray)}
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
-        if static not in compiled:
-            compiled[static] = jax.jit(_stats_fn(model, regs, method, dict(static)))
-        stats = compiled[static](variables, args, arrays)
+        stats = run(variables, *inputs_fn(batch))
         if valid_fn is not None:
             keep = np.asarray(valid_fn(batch), bool)
             stats = {k: (np.asarray(a)[keep], np.asarray(b)[keep]) for k, (a, b) in stats.items()}
         acc.update(stats)
     return acc
+
+
+def jit_per_static(make: Callable[[dict], Callable]) -> Callable:
+    """``run(variables, args, kwargs, *extra)`` calling ``jax.jit(make(static))``.
+
+    ``kwargs`` of model inputs are split: arrays are traced, the rest (flags such as
+    ``deterministic``) are static and must be hashable; ``make(static)`` is built and jitted
+    once per distinct static set and called as ``f(variables, args, arrays, *extra)``.
+    """
+    compiled: dict[tuple, Callable] = {}
+
+    def run(variables, args, kwargs, *extra):
+        arrays = {k: v for k, v in kwargs.items() if isinstance(v, jax.Array | np.ndarray)}
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
+        if static not in compiled:
+            compiled[static] = jax.jit(make(dict(static)))
+        return compiled[static](variables, args, arrays, *extra)
+
+    return run
 
 
 def _stats_fn(model, regs, method, static):
