@@ -13,7 +13,9 @@ head" also counts the tied LM-head projection, 6 x vocab x d_model per position 
 Each preset runs once per dropout PRNG in --rng_impl (philox4x32's bits fuse into the
 dropout; rbg's RngBitGenerator is a separate, slower pass on CPU) and MLM masking in
 --masking. Steps use random token rows masked by the data pipeline's ``MlmExamples`` and
-the trainer's own ``train_step`` (jit, donated state, AdamW).
+the trainer's own ``train_step`` (jit, donated state, AdamW). The script restarts itself
+once with glibc's huge-page malloc tunable (``outeffhop.hugepages``; the matmul reference
+runs under it too); ``OUTEFFHOP_HUGEPAGES=0`` measures without.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from outeffhop import models
+from outeffhop import hugepages, models
 from outeffhop.data.text import MlmExamples
 from outeffhop.models.losses import mlm_prediction_cap
 from outeffhop.train import base_config, get_task, loop, optim, sharding
@@ -68,6 +70,7 @@ def bench_preset(
     rng_impl: str = "rbg",
     peak=None,
     max_predictions: int = 0,
+    dropout_masks: str = "hash",
 ):
     """Median step time, model FLOP/s and MFU of the trainer on random MLM batches.
 
@@ -81,6 +84,7 @@ def bench_preset(
     cfg.rng_impl = rng_impl
     cfg.model = models.get_config(preset, **overrides)
     cfg.model.dtype = dtype
+    cfg.model.dropout_masks = dropout_masks
     cfg.data.seq_len, cfg.data.vocab_size = seq, cfg.model.vocab_size
     cfg.batch_size, cfg.num_steps = batch, 1000
     task = get_task("bert")
@@ -138,6 +142,7 @@ def bench_preset(
         model_flops_per_step=float(flops),
         preset=name,
         rng_impl=rng_impl,
+        dropout_masks=dropout_masks,
         masking=f"exact {max_predictions}" if max_predictions else "bernoulli",
         batch=batch,
         seq=seq,
@@ -159,7 +164,7 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", help="compute dtype of model and matmul")
     ap.add_argument(
         "--rng_impl",
-        default="rbg,philox4x32",
+        default="threefry2x32",
         help="dropout PRNGs to compare, comma-separated: rbg | philox4x32 | threefry2x32",
     )
     ap.add_argument(
@@ -169,28 +174,40 @@ def main(argv=None):
         "at up to mlm_prediction_cap(seq) positions) | exact (Google BERT: round(0.15 x "
         "maskable) tokens per row, data.max_predictions = that count)",
     )
+    ap.add_argument(
+        "--dropout_masks",
+        default="hash",
+        help="dropout masks to compare, comma-separated: hash (the models' default) | "
+        "bernoulli (jax.random.bernoulli, as nn.Dropout)",
+    )
     ap.add_argument("--batch", type=int, default=0, help="override the preset's batch")
     ap.add_argument("--seq", type=int, default=0, help="override the preset's length")
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
+    hugepages.reexec_with_hugepages()  # OUTEFFHOP_HUGEPAGES=0 measures without
     print(f"backend {jax.default_backend()}, devices {jax.devices()}, load {os.getloadavg()}")
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    print(f"transparent huge pages: kernel mode {hugepages.thp_mode() or '?'}, malloc asks: "
+          f"{hugepages.TUNABLE in tunables} (GLIBC_TUNABLES={tunables!r})")  # fmt: skip
     peak = matmul_timer(args.matmul, args.dtype)
     rows = []
     runs = [
-        (n, i, m)
+        (n, i, m, d)
         for n in args.presets.split(",")
         for i in args.rng_impl.split(",")
         for m in args.masking.split(",")
+        for d in args.dropout_masks.split(",")
     ]
-    for name, impl, masking in runs:
+    for name, impl, masking, drop in runs:
         if masking not in ("bernoulli", "exact"):
             raise SystemExit(f"--masking must be bernoulli or exact; got {masking!r}.")
         seq = args.seq or SIZES[name][3]
         k = round(0.15 * (seq - 2)) if masking == "exact" else 0
-        r = bench_preset(name, args.steps, args.dtype, args.batch, args.seq, impl, peak, k)
+        r = bench_preset(name, args.steps, args.dtype, args.batch, args.seq, impl, peak, k, drop)
         rows.append(r)
         print(
-            f"{name:10s} b{r['batch']} s{r['seq']} {r['dtype']} {impl:12s} {r['masking']:9s}: "
+            f"{name:10s} b{r['batch']} s{r['seq']} {r['dtype']} {impl:12s} {r['masking']:9s} "
+            f"{drop:9s}: "
             f"step {r['step_s'] * 1e3:8.1f} ms, {r['tokens_per_s']:9.0f} tok/s, "
             f"model {r['model_flops_per_s'] / 1e9:7.1f} GFLOP/s, "
             f"matmul {r['peak_flops_per_s'] / 1e9:7.1f} GFLOP/s ({args.dtype} {args.matmul}^2), "
@@ -203,7 +220,9 @@ def main(argv=None):
     print(
         f"fastest matmul of the run {top / 1e9:.1f} GFLOP/s; MFU against it: "
         + ", ".join(
-            f"{r['preset']} {r['rng_impl']} {r['masking']} {r['mfu_vs_run_peak']:.1%}" for r in rows
+            f"{r['preset']} {r['rng_impl']} {r['masking']} {r['dropout_masks']} "
+            f"{r['mfu_vs_run_peak']:.1%}"
+            for r in rows
         )
     )
     print(f"load average at the end: {os.getloadavg()}")

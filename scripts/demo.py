@@ -3,6 +3,7 @@
 from absl import app, flags
 
 from outeffhop import main_job
+from outeffhop.hugepages import reexec_with_hugepages
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where reports and plots go.")
 _PRESET = flags.DEFINE_enum("preset", "quick", main_job.PRESETS, "quick (README) or full.")
@@ -17,4 +18,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    reexec_with_hugepages()  # 2 MiB pages for XLA CPU buffers (OUTEFFHOP_HUGEPAGES=0: off)
     app.run(main)

@@ -7,6 +7,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from outeffhop import study
+from outeffhop.hugepages import reexec_with_hugepages
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/reproduce.py:quick", "study config")
 _WORKDIR = flags.DEFINE_string("workdir", "results", "output directory")
@@ -21,4 +22,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    reexec_with_hugepages()  # 2 MiB pages for XLA CPU buffers (OUTEFFHOP_HUGEPAGES=0: off)
     app.run(main)

@@ -11,6 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from outeffhop.hugepages import reexec_with_hugepages
 from outeffhop.train import NonFiniteLossError, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<exp>.py:<preset>")
@@ -32,4 +33,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    reexec_with_hugepages()  # 2 MiB pages for XLA CPU buffers (OUTEFFHOP_HUGEPAGES=0: off)
     app.run(main)

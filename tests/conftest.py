@@ -1,8 +1,10 @@
-"""Test setup: 8 forced CPU devices (sharding tests) and a small hypothesis budget."""
+"""Test setup: 8 forced CPU devices (sharding tests), no huge-page restart of scripts, and a
+small hypothesis budget."""
 
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("OUTEFFHOP_HUGEPAGES", "0")  # scripts run by tests start only once
 
 from hypothesis import settings  # noqa: E402
 

@@ -16,6 +16,7 @@ import ml_collections
 from outeffhop import attention as attn
 from outeffhop import softmax as sm
 from outeffhop.models.dropout import Dropout
+from outeffhop.models.linear import dense_dot_general
 
 NORMALIZERS = (*sm.NORMALIZERS, "sink")
 GATES = ("none", "unconditional_per_head", "conditional_per_head", "conditional_per_token")
@@ -231,6 +232,7 @@ class MultiHeadAttention(nn.Module):
     num_heads: int
     config: Any  # the attention ConfigDict (frozen)
     dropout_rate: float = 0.0
+    dropout_masks: str = "hash"  # hash | bernoulli (outeffhop.models.dropout)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -242,6 +244,7 @@ class MultiHeadAttention(nn.Module):
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         kernel = nn.initializers.normal(INIT_STD)
         proj = dict(
+            dot_general=dense_dot_general,
             kernel_init=partitioned(kernel, ("embed", "joined_kv")),
             bias_init=partitioned(nn.initializers.zeros, ("joined_kv",)),
             **dense,
@@ -276,7 +279,7 @@ class MultiHeadAttention(nn.Module):
                     zeta=zeta,
                 )
             w = AttentionProbe(name="weights")(w.astype(q.dtype))
-            w = Dropout(self.dropout_rate)(w, deterministic=deterministic)
+            w = Dropout(self.dropout_rate, masks=self.dropout_masks)(w, deterministic=deterministic)
             ctx = jnp.einsum("bhts,bshd->bthd", w.astype(v.dtype), v)
         elif sink is not None:
             ctx = sink_attention(q, k, v, sink, mask=mask, is_causal=is_causal)
@@ -298,6 +301,7 @@ class MultiHeadAttention(nn.Module):
             name="out_proj",
             kernel_init=partitioned(kernel, ("joined_kv", "embed")),
             bias_init=partitioned(nn.initializers.zeros, ("embed",)),
+            dot_general=dense_dot_general,
             **dense,
         )
         return out(ctx.reshape(b, length, d))

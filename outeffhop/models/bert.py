@@ -17,7 +17,7 @@ from outeffhop.models.blocks import (
     embed,
     layer_norm,
 )
-from outeffhop.models.dropout import Dropout
+from outeffhop.models.dropout import Dropout, config_masks
 
 
 def check_token_ids(input_ids, name: str = "input_ids") -> None:
@@ -89,7 +89,7 @@ class Bert(nn.Module):
             )
             x = x + types(token_type_ids)
         x = layer_norm("embeddings_ln", cfg)(x)
-        x = Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
+        x = Dropout(cfg.hidden_dropout, masks=config_masks(cfg))(x, deterministic=deterministic)
         for i in range(cfg.num_layers):
             layer = TransformerLayer(cfg, pre_ln=False, name=f"layer_{i}")
             x = layer(x, attention_mask, deterministic=deterministic)

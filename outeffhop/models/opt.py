@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from outeffhop.models.bert import check_token_ids
 from outeffhop.models.blocks import TransformerLayer, check_length, embed, layer_norm
-from outeffhop.models.dropout import Dropout
+from outeffhop.models.dropout import Dropout, config_masks
 
 
 class Opt(nn.Module):
@@ -31,7 +31,7 @@ class Opt(nn.Module):
         word = embed(cfg.vocab_size, cfg.d_model, ("vocab", "embed"), "word_embeddings", cfg)
         pos = embed(cfg.max_len, cfg.d_model, ("pos", "embed"), "position_embeddings", cfg)
         x = word(input_ids) + pos(jnp.arange(length))[None]
-        x = Dropout(cfg.hidden_dropout)(x, deterministic=deterministic)
+        x = Dropout(cfg.hidden_dropout, masks=config_masks(cfg))(x, deterministic=deterministic)
         mask = None
         if segment_ids is not None:
             check_token_ids(segment_ids, "segment_ids")

@@ -6,6 +6,7 @@ import ml_collections
 
 from outeffhop.models.attention_block import attention_config, check_attention_config
 from outeffhop.models.blocks import ACTIVATIONS
+from outeffhop.models.dropout import MASKS, config_masks
 
 MODELS = ("bert", "opt", "vit")
 TASKS = {"bert": "mlm", "opt": "causal_lm", "vit": "classification"}
@@ -24,6 +25,7 @@ def _base(model: str, **sizes) -> ml_collections.ConfigDict:
     cfg.layer_norm_eps = {"bert": 1e-12, "opt": 1e-5, "vit": 1e-6}[model]  # LayerNorm epsilon
     cfg.hidden_dropout = sizes.get("hidden_dropout", 0.0)  # embeddings, residual branches
     cfg.attention_dropout = sizes.get("attention_dropout", 0.0)  # on attention weights
+    cfg.dropout_masks = "hash"  # hash (keyed index hash, fast) | bernoulli (= nn.Dropout's)
     cfg.dtype = "float32"  # compute dtype: float32 | bfloat16 | float16
     cfg.param_dtype = "float32"  # parameter dtype
     cfg.attention = attention_config(**_ATTENTION_DEFAULTS[model])  # normalizer, gate, sink
@@ -138,6 +140,10 @@ def check_config(cfg) -> None:
     for name in ("hidden_dropout", "attention_dropout"):
         if not 0.0 <= cfg[name] < 1.0:
             raise ValueError(f"{name} must lie in [0, 1); got {cfg[name]}.")
+    if config_masks(cfg) not in MASKS:
+        raise ValueError(
+            f"dropout_masks must be one of {', '.join(MASKS)}; got {cfg.dropout_masks!r}."
+        )
     if cfg.model in ("bert", "opt"):
         _positive(cfg, "vocab_size", "max_len")
     if cfg.model == "vit":

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from outeffhop.models.attention_block import INIT_STD, partitioned
 from outeffhop.models.blocks import TransformerLayer, dense, dtypes, layer_norm
-from outeffhop.models.dropout import Dropout
+from outeffhop.models.dropout import Dropout, config_masks
 
 
 class ViT(nn.Module):
@@ -56,7 +56,9 @@ class ViT(nn.Module):
             (1, x.shape[1], d),
             param_dtype,
         )
-        x = Dropout(cfg.hidden_dropout)(x + pos.astype(x.dtype), deterministic=deterministic)
+        x = Dropout(cfg.hidden_dropout, masks=config_masks(cfg))(
+            x + pos.astype(x.dtype), deterministic=deterministic
+        )
         for i in range(cfg.num_layers):
             x = TransformerLayer(cfg, pre_ln=True, name=f"layer_{i}")(
                 x, deterministic=deterministic
