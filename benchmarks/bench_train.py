@@ -10,12 +10,14 @@ line also gives each run's MFU against the fastest matmul of the whole invocatio
 conservative "peak"). "with LM
 head" also counts the tied LM-head projection, 6 x vocab x d_model per position it computes
 (the head runs at batch x K positions: K = mlm_prediction_cap(seq), or the fixed count).
-Each preset runs once per dropout PRNG in --rng_impl (philox4x32's bits fuse into the
-dropout; rbg's RngBitGenerator is a separate, slower pass on CPU) and MLM masking in
---masking. Steps use random token rows masked by the data pipeline's ``MlmExamples`` and
-the trainer's own ``train_step`` (jit, donated state, AdamW). The script restarts itself
-once with glibc's huge-page malloc tunable (``outeffhop.hugepages``; the matmul reference
-runs under it too); ``OUTEFFHOP_HUGEPAGES=0`` measures without.
+Each preset runs once per dropout PRNG in --rng_impl (the key the masks are drawn from;
+with bernoulli masks philox4x32's bits fuse into the dropout, rbg's RngBitGenerator is a
+separate, slower pass on CPU), dropout mask kind in --dropout_masks (hash, the models'
+default, or bernoulli) and MLM masking in --masking. Steps use random token rows masked
+by the data pipeline's ``MlmExamples`` and the trainer's own ``train_step`` (jit, donated
+state, AdamW). The script restarts itself once with glibc's huge-page malloc tunable
+(``outeffhop.hugepages``; the matmul reference runs under it too); ``OUTEFFHOP_HUGEPAGES=0``
+measures without.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def bench_preset(
     dtype: str,
     batch: int = 0,
     seq: int = 0,
-    rng_impl: str = "rbg",
+    rng_impl: str = "threefry2x32",
     peak=None,
     max_predictions: int = 0,
     dropout_masks: str = "hash",
