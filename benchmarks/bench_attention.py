@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from outeffhop.attention import default_implementation, dot_product_attention
+from outeffhop.ops.attention import default_implementation, dot_product_attention
 
 
 def make_step(normalizer: str, implementation: str | None, is_causal: bool):

@@ -15,7 +15,7 @@ import jax
 import ml_collections
 from absl import app, flags
 
-from prompt_theory import phase_transition as pt
+from prompt_theory.experiments import phase_transition as pt
 from prompt_theory.poly_attention import poly_rank
 
 _D = flags.DEFINE_integer("d", 8, "Head width.")

@@ -16,7 +16,7 @@ separate, slower pass on CPU), dropout mask kind in --dropout_masks (hash, the m
 default, or bernoulli) and MLM masking in --masking. Steps use random token rows masked
 by the data pipeline's ``MlmExamples`` and the trainer's own ``train_step`` (jit, donated
 state, AdamW). The script restarts itself once with glibc's huge-page malloc tunable
-(``outeffhop.hugepages``; the matmul reference runs under it too); ``OUTEFFHOP_HUGEPAGES=0``
+(``outeffhop.launch.hugepages``; the matmul reference runs under it too); ``OUTEFFHOP_HUGEPAGES=0``
 measures without.
 """
 
@@ -32,8 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from outeffhop import hugepages, models
+from outeffhop import models
 from outeffhop.data.text import MlmExamples
+from outeffhop.launch import hugepages
 from outeffhop.models.losses import mlm_prediction_cap
 from outeffhop.train import base_config, get_task, loop, optim, sharding
 

@@ -2,10 +2,10 @@
 
 Run:     python scripts/memory_capacity.py --config configs/memory_capacity.py:quick \
              --workdir runs/memory_capacity
-Library: outeffhop.studies.capacity.run(get_config("quick"), workdir)
-Runtime: quick 15 s CPU, full 30 s CPU on one core (1-1.5 min wall on the busy shared box).
+Library: outeffhop.experiments.memory.storage_capacity.run(get_config("quick"), workdir)
+Runtime: quick 15 s CPU, cpu 30 s CPU on one core (1-1.5 min wall on the busy shared box).
 Expect:  random patterns (d = 64) are recalled after one update with error <= 2% up to
-         10^4 (quick) and 3 * 10^4 (full) at every beta; digits (strongly correlated) reach
+         10^4 (quick) and 3 * 10^4 (cpu) at every beta; digits (strongly correlated) reach
          5% error only up to M = 300 at beta >= 64 (noise) and never when half-masked.
          After one update softmax1's output is softmax's scaled by its memory mass, so
          nearest-memory errors agree exactly; they differ in relative L2 error (small beta:
@@ -14,13 +14,14 @@ Expect:  random patterns (d = 64) are recalled after one update with error <= 2%
 
 import ml_collections
 
-PRESETS = ("quick", "full")
+from outeffhop.launch.configs import parse_arg
+
+PRESETS = ("quick", "cpu")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    preset = arg or "quick"
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    a = parse_arg(arg, presets=PRESETS, default="quick")
+    preset = a.preset
     quick = preset == "quick"
     c = ml_collections.ConfigDict()
     c.preset = preset  # name of this preset, recorded in the report
@@ -38,4 +39,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.corruptions = (("noise", 0.5), ("mask", 0.5))
     c.update_steps = (0, 3)  # extra updates after the first (hflayers' update_steps_max)
     c.error_threshold = 0.05  # capacity = largest M whose error rate is at most this
-    return c
+    return a.apply(c)

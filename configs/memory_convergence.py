@@ -2,8 +2,8 @@
 
 Run:     python scripts/memory_convergence.py --config configs/memory_convergence.py:quick \
              --workdir runs/memory_convergence
-Library: outeffhop.studies.convergence.run(get_config("quick"), workdir)
-Runtime: quick 5 s CPU, full 11 s CPU on one core (15 s / 95 s wall on the busy shared box).
+Library: outeffhop.experiments.memory.convergence.run(get_config("quick"), workdir)
+Runtime: quick 5 s CPU, cpu 11 s CPU on one core (15 s / 95 s wall on the busy shared box).
 Expect:  the energy never increases along the iteration (max increase <= ~1e-6, float
          error) for both normalizers; most queries reach a fixed point within a few updates
          at large beta (one memory wins) and need more at small beta (metastable blends).
@@ -11,13 +11,14 @@ Expect:  the energy never increases along the iteration (max increase <= ~1e-6, 
 
 import ml_collections
 
-PRESETS = ("quick", "full")
+from outeffhop.launch.configs import parse_arg
+
+PRESETS = ("quick", "cpu")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    preset = arg or "quick"
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    a = parse_arg(arg, presets=PRESETS, default="quick")
+    preset = a.preset
     quick = preset == "quick"
     c = ml_collections.ConfigDict()
     c.preset = preset  # name of this preset, recorded in the report
@@ -32,4 +33,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.max_steps = 30 if quick else 100  # updates per trajectory
     c.tol = 1e-5  # fixed point: max|x_{t+1} - x_t| <= tol
     c.energy_atol = 1e-5  # energy increases below this count as float error
-    return c
+    return a.apply(c)

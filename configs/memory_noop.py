@@ -2,8 +2,8 @@
 
 Run:     python scripts/memory_noop.py --config configs/memory_noop.py:quick \
              --workdir runs/memory_noop
-Library: outeffhop.studies.noop.run(get_config("quick"), workdir)
-Runtime: quick 8 s CPU, full 14 s CPU on one core (25 s / 70 s wall on the busy shared box).
+Library: outeffhop.experiments.memory.noop.run(get_config("quick"), workdir)
+Runtime: quick 8 s CPU, cpu 14 s CPU on one core (25 s / 70 s wall on the busy shared box).
 Expect:  clean stored queries retrieve norm ~1 with both. Queries whose scores are all
          clearly negative (inverted or anti-mean digits, beta >= 16) retrieve ~0 with
          softmax1 (norm 0.08 -> 0 as beta grows) but a blend of norm ~0.8-1 with softmax.
@@ -14,13 +14,14 @@ Expect:  clean stored queries retrieve norm ~1 with both. Queries whose scores a
 
 import ml_collections
 
-PRESETS = ("quick", "full")
+from outeffhop.launch.configs import parse_arg
+
+PRESETS = ("quick", "cpu")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    preset = arg or "quick"
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    a = parse_arg(arg, presets=PRESETS, default="quick")
+    preset = a.preset
     quick = preset == "quick"
     c = ml_collections.ConfigDict()
     c.preset = preset  # name of this preset, recorded in the report
@@ -32,4 +33,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_queries = 200 if quick else 2000  # queries per kind
     c.betas = (1.0, 4.0, 16.0, 64.0, 256.0) if quick else (0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)
     c.update_steps = (0, 3)  # extra updates after the first (hflayers' update_steps_max)
-    return c
+    return a.apply(c)

@@ -14,13 +14,13 @@ Pick the attention variant with e.g. --config.model.attention.normalizer=softmax
 """
 
 from outeffhop import data, models
+from outeffhop.launch.configs import parse_arg
 from outeffhop.train import base_config
 
 
 def get_config(arg: str = "quick"):
-    presets = ("quick", "cpu", "paper")
-    if arg not in presets:
-        raise ValueError(f"preset must be one of {', '.join(presets)}; got {arg!r}.")
+    a = parse_arg(arg, presets=("quick", "cpu", "paper"), default="quick")
+    arg = a.preset
     c = base_config()
     c.task = "opt"
     c.data = data.get_data_config("clm")  # stdlib English corpus, byte-level BPE, packing
@@ -56,4 +56,4 @@ def get_config(arg: str = "quick"):
     c.optim.schedule = "linear"  # warmup then linear decay to 0 (OPT recipe)
     c.optim.clip_norm = 1.0  # global-norm clipping
     c.data.batch_size = c.batch_size  # the pipeline reads it; the trainer overrides it anyway
-    return c
+    return a.apply(c)

@@ -1,9 +1,9 @@
-"""The efficiency phase transition of prompt-tuning inference, measured (DESIGN section 6).
+"""The efficiency phase transition of prompt-tuning inference, measured (docs/prompt_theory.md).
 
 Command:
   .venv/bin/python scripts/phase_transition.py --config configs/phase_transition.py:quick \
       --workdir runs/phase_transition
-Presets: quick (n = 2^10..2^13, ~30-60 s on a 2-core CPU), default (n = 2^10..2^16, ~5 min).
+Presets: quick (n = 2^10..2^13, ~30-60 s on a 2-core CPU), cpu (n = 2^10..2^16, ~5 min).
 Expected: at fixed degree the error grows steeply with B past ~sqrt(log n); the degree (and
 rank C(d+g, g)) needed for eps grows like B^2 and passes n near B ~ 1.5-2.5 for n ~ 1e3-1e5;
 poly attention time grows ~linearly in n (slope <= 1.15) while exact grows ~quadratically,
@@ -13,12 +13,12 @@ degree_rank_vs_B.png, B_crit_vs_n.png, time_vs_n.png.
 
 import ml_collections
 
+from outeffhop.launch.configs import parse_arg
+
 
 def get_config(arg=None):
-    preset = arg or "default"
-    if preset not in ("quick", "default"):
-        raise ValueError(f"preset must be quick or default; got {preset!r}.")
-    quick = preset == "quick"
+    a = parse_arg(arg, presets=("quick", "cpu"), default="cpu")
+    quick = a.preset == "quick"
     c = ml_collections.ConfigDict()
     c.seed = 0  # PRNG seed of the random Q, K, V
     c.d = 8  # head width d (score scale 1/d, as in Alman-Song)
@@ -46,4 +46,4 @@ def get_config(arg=None):
     c.time.always_blocked = not quick  # also time the query-blocked exact loop where dense fits
     c.time.block = 1024  # queries per block in the blocked exact loop
     c.time.chunk = 128  # chunk of the causal poly prefix scan
-    return c
+    return a.apply(c)

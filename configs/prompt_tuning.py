@@ -3,7 +3,7 @@
 Command:
   .venv/bin/python scripts/prompt_tuning.py --config configs/prompt_tuning.py:quick \
       --workdir runs/prompt_tuning
-Presets: quick (~30 s on a 2-core CPU), default (~3 min).
+Presets: quick (~30 s on a 2-core CPU), cpu (~3 min).
 Expected: the loss falls on both tasks for every variant (P is the only trained tensor);
 the Lipschitz task reaches a lower loss than the memorization task; a prompt trained
 through degree-3 poly attention at scale 1/d keeps B well under sqrt(log n), and its loss
@@ -14,12 +14,12 @@ projecting P to B <= 0.5 costs some loss. Writes metrics.json, report.md, loss_c
 import ml_collections
 from ml_collections import config_dict
 
+from outeffhop.launch.configs import parse_arg
+
 
 def get_config(arg=None):
-    preset = arg or "default"
-    if preset not in ("quick", "default"):
-        raise ValueError(f"preset must be quick or default; got {preset!r}.")
-    quick = preset == "quick"
+    a = parse_arg(arg, presets=("quick", "cpu"), default="cpu")
+    quick = a.preset == "quick"
     c = ml_collections.ConfigDict()
     c.seed = 0  # PRNG seed for weights, data, prompt init and minibatches
     c.seq_len = 8  # L: input tokens per example
@@ -66,4 +66,4 @@ def get_config(arg=None):
         del c.variants["exact_init_normal"]
         del c.variants["exact_init_sample"]
         del c.variants["poly_g3_proj_B_half"]
-    return c
+    return a.apply(c)

@@ -24,18 +24,21 @@ baseline, per-layer plots, histograms, ablations), metrics.json and PNGs.
 
 import ml_collections
 
-from outeffhop.study import VARIANTS
+from outeffhop.experiments.outlier_study.jobs import VARIANTS
+from outeffhop.launch.configs import parse_arg
 
 PRESETS = ("tiny", "quick", "cpu", "paper")
 
 
 def get_config(arg: str = "quick"):
-    if arg not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {arg!r}.")
+    a = parse_arg(arg, presets=PRESETS, default="quick")
+    arg = a.preset
     c = ml_collections.ConfigDict()
     c.preset = {"tiny": "quick"}.get(arg, arg)  # preset of configs/<family>.py per job
     c.families = ("bert", "opt", "vit")  # model families trained
-    c.variants = tuple(VARIANTS)  # attention variants (outeffhop.study.VARIANTS)
+    c.variants = tuple(
+        VARIANTS
+    )  # attention variants (outeffhop.experiments.outlier_study.jobs.VARIANTS)
     c.num_seeds = 3  # seeds 0..n-1 per (family, variant); table shows mean ± std
     c.workers = 0  # parallel training processes, one pinned per core; 0 = cpu count
     c.num_calib = 16  # held-out calibration batches (the papers use 16 for BERT)
@@ -102,4 +105,4 @@ def get_config(arg: str = "quick"):
             o.model.hidden_dropout = 0.0  # no dropout
             o.model.attention_dropout = 0.0
             c.overrides[fam] = o
-    return c
+    return a.apply(c)

@@ -15,27 +15,24 @@ Pick the normalizer with --config.model.normalizer=softmax|softmax1|clipped|gsh.
 """
 
 from outeffhop import data
+from outeffhop.launch.configs import parse_arg
 from outeffhop.models import stanhop
-from outeffhop.train import (
-    base_config,
-    stanhop_task,  # noqa: F401  (registers the "stanhop" task)
-)
+from outeffhop.train import base_config
 
 PRESETS = ("quick", "paper", "paper_outlier")
 
 
 def get_config(arg: str | None = None):
-    preset = arg or "quick"
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    a = parse_arg(arg, presets=PRESETS, default="quick")
+    preset = a.preset
     c = base_config()
-    c.task = "stanhop"  # outeffhop.train.stanhop_task
+    c.task = "stanhop"  # outeffhop.train.tasks.stanhop
     c.preset = preset  # name of this preset, recorded in reports
-    c.model = stanhop.get_config("default")  # paper sizes; quick shrinks them below
+    c.model = stanhop.get_config("paper")  # paper sizes; quick shrinks them below
     c.model.num_series = 0  # 0 = the data's number of variables
     c.data = data.get_data_config("timeseries")  # shipped EPF FR/BE unless data.path is set
     c.data.seq_len, c.data.pred_len = 168, 24  # must equal model.in_len, model.out_len
-    c.study = dict(  # outeffhop.studies.stanhop_study
+    c.study = dict(  # outeffhop.experiments.stanhop.study
         normalizers=("softmax", "softmax1", "clipped", "gsh"),  # variants trained and compared
         eval_batch_size=128,  # rows per test batch
         test_batches=0,  # test batches for MSE/MAE/W8A8; 0 = the whole test split
@@ -59,4 +56,4 @@ def get_config(arg: str | None = None):
         c.log_every, c.eval_every, c.checkpoint_every = 50, 500, 500
         c.eval_steps = 16  # validation batches per eval
     c.data.batch_size = c.batch_size  # the pipeline reads it; the trainer overrides it anyway
-    return c
+    return a.apply(c)

@@ -15,13 +15,13 @@ Pick the attention variant with e.g. --config.model.attention.normalizer=softmax
 """
 
 from outeffhop import data, models
+from outeffhop.launch.configs import parse_arg
 from outeffhop.train import base_config
 
 
 def get_config(arg: str = "quick"):
-    presets = ("quick", "cpu", "paper")
-    if arg not in presets:
-        raise ValueError(f"preset must be one of {', '.join(presets)}; got {arg!r}.")
+    a = parse_arg(arg, presets=("quick", "cpu", "paper"), default="quick")
+    arg = a.preset
     c = base_config()
     c.task = "vit"
     if arg == "quick":
@@ -62,4 +62,4 @@ def get_config(arg: str = "quick"):
         c.rng_impl = "rbg"  # fast dropout bits on TPU/GPU (layout-dependent, still seeded)
     c.optim.clip_norm = 1.0  # global-norm clipping
     c.data.batch_size = c.batch_size  # the pipeline reads it; the trainer overrides it anyway
-    return c
+    return a.apply(c)

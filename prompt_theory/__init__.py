@@ -1,6 +1,13 @@
-"""Prompt-tuning limits made executable: universality, capacity and efficiency."""
+"""Prompt-tuning limits made executable: universality, capacity and efficiency.
 
-from prompt_theory.capacity import construction_tokens, lipschitz_tokens, memorization_tokens
+Math (plain JAX): ``model`` (the frozen 1-layer 1-head transformer on [P, X]), ``tuning``
+(prompt-only training), ``poly_attention`` (polynomial low-rank attention), ``efficiency``
+(the norm criterion), ``bounds`` (capacity lower bounds), ``memorization`` (the measured
+minimal prompt), ``universality`` (the explicit construction, one function per step).
+Experiments: ``prompt_theory.experiments.*.run(config, workdir)``.
+"""
+
+from prompt_theory.bounds import construction_tokens, lipschitz_tokens, memorization_tokens
 from prompt_theory.efficiency import norm_criterion, project_prompt, prompted_inference
 from prompt_theory.poly_attention import (
     attention_error_bound,

@@ -34,9 +34,14 @@ def score_scale(scale: str | float, d: int) -> float:
     return float(scale)
 
 
-def exact_attention(q, k, v, scale: float, causal: bool = False) -> jax.Array:
-    """softmax(scale * q k^T) v for q, k [..., n, d], v [..., n, d_v]; forms the n x n matrix."""
+def exact_attention(q, k, v, scale: float, causal: bool = False, mask=None) -> jax.Array:
+    """softmax(scale * q k^T) v for q, k [..., n, d], v [..., n, d_v]; forms the n x n matrix.
+
+    ``mask`` (bool, broadcastable to [..., n, m], True = attend) leaves keys out.
+    """
     logits = jnp.einsum("...id,...jd->...ij", q, k) * scale
+    if mask is not None:
+        logits = jnp.where(mask, logits, -jnp.inf)
     if causal:
         n, m = logits.shape[-2:]
         logits = jnp.where(jnp.tril(jnp.ones((n, m), bool)), logits, -jnp.inf)

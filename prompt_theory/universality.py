@@ -158,21 +158,10 @@ def plan(d: int, L: int, delta: float, d_out: int | None = None) -> dict:
     return dict(G=G, n_cells=N, slots=K, prompt_len=L * N, width=D, bytes=4 * floats)
 
 
-def build(
-    d: int,
-    L: int,
-    delta: float,
-    *,
-    d_out: int | None = None,
-    value_bound: float = 1.0,
-    attn_tol: float = 1e-6,
-    max_bytes: float = 2.0**31,
-) -> Construction:
-    """The frozen weights for grid step ``delta``; independent of any target f."""
-    p = plan(d, L, delta, d_out)
+def _check_build(p: dict, delta: float, value_bound: float, max_bytes: float) -> None:
     if p["bytes"] > max_bytes:
         raise ValueError(
-            f"delta={delta} with d*L={d * L} gives a grid of {p['n_cells']} cells: a prompt of "
+            f"delta={delta} gives a grid of {p['n_cells']} cells: a prompt of "
             f"{p['prompt_len']} x {p['width']} plus weights needs {p['bytes'] / 2**30:.2f} GiB "
             f"> max_bytes={max_bytes / 2**30:.2f} GiB; use a larger delta or a smaller d*L."
         )
@@ -182,18 +171,23 @@ def build(
         raise ValueError(f"value_bound must be positive; got {value_bound}.")
     if delta < 2.0**-16:
         raise ValueError(f"delta must be >= 2^-16 for the float32-exact quantiser; got {delta}.")
-    d_out = d if d_out is None else d_out
-    G, N, K, D = p["G"], p["n_cells"], p["slots"], p["width"]
-    beta_min = max(math.log(8 * L * N), math.log(2 * value_bound * L * G**d / attn_tol), 1.0)
-    beta = 2.0 ** math.ceil(math.log2(beta_min))
-    eta = L * N * math.exp(-beta) + 16 * (K + L) * 2.0**-23  # index error: leak + rounding
-    assert eta < 0.25, f"contextual-id margin violated: index error {eta} >= 1/4"
-    R = _layout(d, L, d_out, K)
-    sl = {k: slice(*v) for k, v in R.items()}
-    f32 = np.float32
-    M = G - 1  # thresholds per coordinate
 
-    # F_pre: [a (d M) | pos (L)] -> [r (d M) | pos (L)] -> [code (L) | g (d) | sq] -> residual
+
+def retrieval_beta(L: int, G: int, d: int, value_bound: float, attn_tol: float) -> float:
+    """Step 2's inverse temperature: the least power of 2 with L N e^-beta <= 1/8 and
+    2 B L G^d e^-beta <= attn_tol (N = G^{dL}); a power of 2 keeps the logits exact."""
+    N = G ** (d * L)
+    beta_min = max(math.log(8 * L * N), math.log(2 * value_bound * L * G**d / attn_tol), 1.0)
+    return 2.0 ** math.ceil(math.log2(beta_min))
+
+
+def quantiser_layers(d: int, L: int, G: int, delta: float, D: int, sl: dict) -> list:
+    """Step 1, F_pre (4 layers): digits g, code_j e_j and |g|^2 written into the residual.
+
+    [a (d M) | pos (L)] -> [r (d M) | pos (L)] -> [code (L) | g (d) | sq] -> residual, with
+    a_k = relu(t - b_k), r_k = relu(1 - s a_k), g_i = M - sum_k r, M = G - 1 thresholds.
+    """
+    f32, M = np.float32, G - 1
     w1, b1 = np.zeros((D, d * M + L), f32), np.zeros(d * M + L, f32)
     w2, b2 = np.zeros((d * M + L, d * M + L), f32), np.zeros(d * M + L, f32)
     w3, b3 = np.zeros((d * M + L, L + d + 1), f32), np.zeros(L + d + 1, f32)
@@ -218,8 +212,15 @@ def build(
     w4[:L, sl["code"]] = np.eye(L)
     w4[L : L + d, sl["dig"]] = np.eye(d)
     w4[L + d, sl["sq"].start] = 1.0
+    return _layers((w1, b1), (w2, b2), (w3, b3), (w4, b4))
 
-    # attention: q = beta (2g, e, -1, sq + 1); k = (kdig, kpos, ksq, flag); v = (pay, code)
+
+def retrieval_attention(d: int, L: int, K: int, d_out: int, D: int, beta: float, sl: dict):
+    """Step 2, one softmax as retrieval and contextual mapping: W_Q, W_K, W_V, W_O.
+
+    q = beta (2g, e, -1, sq + 1); k = (kdig, kpos, ksq, flag); v = (pay, code).
+    """
+    f32 = np.float32
     dh, dv = d + L + 2, K * d_out + L
     wq, wk = np.zeros((D, dh), f32), np.zeros((D, dh), f32)
     wv, wo = np.zeros((D, dv), f32), np.zeros((dv, D), f32)
@@ -236,8 +237,16 @@ def build(
     wv[sl["code"], K * d_out :] = np.eye(L)
     wo[: K * d_out, sl["pay"]] = np.eye(K * d_out)
     wo[K * d_out :, sl["ctx"]] = np.eye(L)
+    return {k: jnp.asarray(v) for k, v in (("wq", wq), ("wk", wk), ("wv", wv), ("wo", wo))}
 
-    # F_post: [k_l (L) | P+ P- (2 K d_out)] -> [T units (4K) | P+ P-] -> [u+ u-] -> out
+
+def lookup_layers(d: int, L: int, G: int, K: int, d_out: int, D: int, value_bound, sl) -> list:
+    """Step 3, F_post (4 layers): the compressed index k, trapezoid indicators T_s, the gated
+    payload product P_s T_s, and the sum into the output region.
+
+    [k_l (L) | P+ P- (2 K d_out)] -> [T units (4K) | P+ P-] -> [u+ u-] -> out.
+    """
+    f32 = np.float32
     KP, ups = K * d_out, K + L
     gate = 2.0 * value_bound
     v1, c1 = np.zeros((D, L + 2 * KP), f32), np.zeros(L + 2 * KP, f32)
@@ -268,14 +277,37 @@ def build(
         for c in range(d_out):
             v4[s * d_out + c, sl["out"].start + c] = 1.0
             v4[KP + s * d_out + c, sl["out"].start + c] = -1.0
+    return _layers((v1, c1), (v2, c2), (v3, c3), (v4, c4))
 
-    def layers(*pairs):
-        return [{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in pairs]
 
+def _layers(*pairs):
+    return [{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in pairs]
+
+
+def build(
+    d: int,
+    L: int,
+    delta: float,
+    *,
+    d_out: int | None = None,
+    value_bound: float = 1.0,
+    attn_tol: float = 1e-6,
+    max_bytes: float = 2.0**31,
+) -> Construction:
+    """The frozen weights for grid step ``delta``; independent of any target f."""
+    p = plan(d, L, delta, d_out)
+    _check_build(p, delta, value_bound, max_bytes)
+    d_out = d if d_out is None else d_out
+    G, N, K, D = p["G"], p["n_cells"], p["slots"], p["width"]
+    beta = retrieval_beta(L, G, d, value_bound, attn_tol)
+    eta = L * N * math.exp(-beta) + 16 * (K + L) * 2.0**-23  # index error: leak + rounding
+    assert eta < 0.25, f"contextual-id margin violated: index error {eta} >= 1/4"
+    R = _layout(d, L, d_out, K)
+    sl = {k: slice(*v) for k, v in R.items()}
     params = {
-        "ffn_pre": layers((w1, b1), (w2, b2), (w3, b3), (w4, b4)),
-        "attn": {k: jnp.asarray(v) for k, v in (("wq", wq), ("wk", wk), ("wv", wv), ("wo", wo))},
-        "ffn": layers((v1, c1), (v2, c2), (v3, c3), (v4, c4)),
+        "ffn_pre": quantiser_layers(d, L, G, delta, D, sl),
+        "attn": retrieval_attention(d, L, K, d_out, D, beta, sl),
+        "ffn": lookup_layers(d, L, G, K, d_out, D, value_bound, sl),
     }
     regions = tuple(R.items())
     return Construction(params, d, L, d_out, G, float(delta), beta, float(value_bound), regions)

@@ -1,22 +1,33 @@
-"""The README's main job: python scripts/demo.py --workdir runs/demo [--preset quick]."""
+"""The README's main job: python scripts/demo.py --workdir runs/demo [--preset quick|cpu].
 
-from absl import app, flags
+Runs every study in its quick (or cpu) form and writes <workdir>/report.md; --only names a
+subset of sections.
+"""
 
-from outeffhop import main_job
-from outeffhop.hugepages import reexec_with_hugepages
-
-_WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where reports and plots go.")
-_PRESET = flags.DEFINE_enum("preset", "quick", main_job.PRESETS, "quick (README) or full.")
-_ONLY = flags.DEFINE_list(
-    "only", [], f"Sections to run (default all): {', '.join(main_job.SECTION_NAMES)}."
-)
+from outeffhop.launch.hugepages import reexec_with_hugepages
 
 
-def main(argv):
-    del argv
-    main_job.run(_WORKDIR.value, _PRESET.value, tuple(_ONLY.value))
+def main():
+    from absl import app, flags
+
+    from outeffhop.launch import cli
+
+    presets = ("quick", "cpu")
+    workdir = flags.DEFINE_string("workdir", "runs/demo", "Where reports and plots go.")
+    preset = flags.DEFINE_enum("preset", "quick", presets, "quick (README) or cpu.")
+    only = flags.DEFINE_list("only", [], "Sections to run (default all).")
+
+    def run(argv):
+        del argv
+        cli.quiet_logs(flags.FLAGS.verbosity)
+        from outeffhop.experiments import main_job
+
+        main_job.run(workdir.value, preset.value, tuple(only.value))
+        print(cli.results_line(workdir.value), flush=True)
+
+    app.run(run)
 
 
 if __name__ == "__main__":
-    reexec_with_hugepages()  # 2 MiB pages for XLA CPU buffers (OUTEFFHOP_HUGEPAGES=0: off)
-    app.run(main)
+    reexec_with_hugepages()  # before jax is imported (OUTEFFHOP_HUGEPAGES=0: off)
+    main()

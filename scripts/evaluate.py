@@ -14,7 +14,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from outeffhop import study
+from outeffhop.launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<exp>.py:<preset>")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory holding checkpoints/")
@@ -27,8 +27,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    cli.quiet_logs(flags.FLAGS.verbosity)
+    from outeffhop.experiments.outlier_study import jobs
+
     try:
-        row = study.evaluate_checkpoint(
+        row = jobs.evaluate_checkpoint(
             _CONFIG.value,
             _WORKDIR.value,
             num_calib=_CALIB.value,
@@ -38,12 +41,13 @@ def main(argv):
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    print(study.table_row(row))
+    print(jobs.table_row(row))
     for name, q in row["quantized"].items():
         print(f"{name}: {q['metric']:.4g}")
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump(row, f)
+        print(f"results: {_JSON.value}")
 
 
 if __name__ == "__main__":

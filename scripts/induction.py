@@ -1,21 +1,12 @@
-"""Outlier induction (heads that must no-op): python scripts/induction.py
---config configs/induction.py:quick --workdir results/induction."""
+"""Outlier induction: every variant on the synthetic task whose heads must no-op.
+python scripts/induction.py --config configs/induction.py:quick --workdir runs/induction
+"""
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from outeffhop import induction
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/induction.py:quick", "config")
-_WORKDIR = flags.DEFINE_string("workdir", "results/induction", "output directory")
-
-
-def main(argv):
-    del argv
-    induction.run(_CONFIG.value, _WORKDIR.value)
-    with open(f"{_WORKDIR.value}/report.md") as f:
-        print(f.read())
-
+from outeffhop.launch.cli import experiment_main
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment_main(
+        "outeffhop.experiments.induction",
+        "configs/induction.py:quick",
+        "runs/induction",
+    )

@@ -1,21 +1,14 @@
-"""Associative-memory capacity study.
+"""Storage capacity of softmax vs Softmax_1 Hopfield retrieval.
 
-python scripts/memory_capacity.py --config configs/memory_capacity.py:quick --workdir DIR
+    python scripts/memory_capacity.py --config configs/memory_capacity.py:quick \\
+        --workdir runs/memory_capacity
 """
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from outeffhop.studies import capacity
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/memory_capacity.py:quick")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/memory_capacity", "Output directory.")
-
-
-def main(argv):
-    del argv
-    capacity.run(_CONFIG.value, _WORKDIR.value)
-
+from outeffhop.launch.cli import experiment_main
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment_main(
+        "outeffhop.experiments.memory.storage_capacity",
+        "configs/memory_capacity.py:quick",
+        "runs/memory_capacity",
+    )

@@ -1,21 +1,14 @@
-"""Associative-memory convergence study.
+"""Convergence of softmax vs Softmax_1 Hopfield updates: energy, fixed points.
 
-python scripts/memory_convergence.py --config configs/memory_convergence.py:quick --workdir DIR
+    python scripts/memory_convergence.py --config configs/memory_convergence.py:quick \\
+        --workdir runs/memory_convergence
 """
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from outeffhop.studies import convergence
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/memory_convergence.py:quick")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/memory_convergence", "Output directory.")
-
-
-def main(argv):
-    del argv
-    convergence.run(_CONFIG.value, _WORKDIR.value)
-
+from outeffhop.launch.cli import experiment_main
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment_main(
+        "outeffhop.experiments.memory.convergence",
+        "configs/memory_convergence.py:quick",
+        "runs/memory_convergence",
+    )

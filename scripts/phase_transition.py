@@ -1,18 +1,14 @@
-"""Measure the efficiency phase transition: see configs/phase_transition.py."""
+"""The efficiency phase transition: poly-attention error, degree/rank and time vs B, n.
 
-from absl import app, flags
-from ml_collections import config_flags
+    python scripts/phase_transition.py --config configs/phase_transition.py:quick \\
+        --workdir runs/phase_transition
+"""
 
-from prompt_theory import phase_transition
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/phase_transition.py:quick")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/phase_transition", "Where results are written.")
-
-
-def main(argv):
-    del argv
-    phase_transition.run(_CONFIG.value, _WORKDIR.value)
-
+from outeffhop.launch.cli import experiment_main
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment_main(
+        "prompt_theory.experiments.phase_transition",
+        "configs/phase_transition.py:quick",
+        "runs/phase_transition",
+    )

@@ -1,18 +1,14 @@
-"""Tune soft prompts on the synthetic tasks: see configs/prompt_tuning.py."""
+"""Prompt tuning of the frozen 1-layer transformer, exact vs polynomial attention.
 
-from absl import app, flags
-from ml_collections import config_flags
+    python scripts/prompt_tuning.py --config configs/prompt_tuning.py:quick \\
+        --workdir runs/prompt_tuning
+"""
 
-from prompt_theory import tuning
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/prompt_tuning.py:quick")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/prompt_tuning", "Where results are written.")
-
-
-def main(argv):
-    del argv
-    tuning.run(_CONFIG.value, _WORKDIR.value)
-
+from outeffhop.launch.cli import experiment_main
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment_main(
+        "prompt_theory.experiments.prompt_tuning",
+        "configs/prompt_tuning.py:quick",
+        "runs/prompt_tuning",
+    )

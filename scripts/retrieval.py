@@ -1,18 +1,12 @@
-"""Retrieval demo: python scripts/retrieval.py --config configs/retrieval.py:quick --workdir DIR."""
+"""Associative-memory retrieval on 8x8 digits: softmax vs Softmax_1.
+python scripts/retrieval.py --config configs/retrieval.py:quick --workdir runs/retrieval
+"""
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from outeffhop.studies import retrieval
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/retrieval.py:quick")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/retrieval", "Output directory.")
-
-
-def main(argv):
-    del argv
-    retrieval.run(_CONFIG.value, _WORKDIR.value)
-
+from outeffhop.launch.cli import experiment_main
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment_main(
+        "outeffhop.experiments.memory.retrieval",
+        "configs/retrieval.py:quick",
+        "runs/retrieval",
+    )

@@ -1,23 +1,15 @@
-"""STanHop-Net normalizer study: python scripts/stanhop.py --config configs/stanhop.py:quick
---workdir runs/stanhop_study (trains softmax, softmax1, clipped, gsh; writes metrics.json,
-report.md and PNGs). Training one variant only: scripts/train.py with the same config."""
+"""STanHop-Net normalizer study (each normalizer trained; MSE/MAE, outliers, W8A8).
 
-from absl import app, flags
-from ml_collections import config_flags
+    python scripts/stanhop.py --config configs/stanhop.py:quick --workdir runs/stanhop_study
 
-from outeffhop.studies import stanhop_study
+Training one variant only: scripts/train.py with the same config.
+"""
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/stanhop.py:quick", "configs/stanhop.py:<preset>"
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (one run per normalizer)")
-flags.mark_flags_as_required(["workdir"])
-
-
-def main(argv):
-    del argv
-    stanhop_study.run(_CONFIG.value, _WORKDIR.value)
-
+from outeffhop.launch.cli import experiment_main
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment_main(
+        "outeffhop.experiments.stanhop.study",
+        "configs/stanhop.py:quick",
+        "runs/stanhop_study",
+    )

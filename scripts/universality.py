@@ -1,18 +1,14 @@
-"""Universality experiment: scripts/universality.py --config configs/universality.py:quick."""
+"""Universality by explicit construction: error vs delta, prompt length vs 1/delta.
 
-from absl import app, flags
-from ml_collections import config_flags
+    python scripts/universality.py --config configs/universality.py:quick \\
+        --workdir runs/universality
+"""
 
-from prompt_theory.universality_experiment import run
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/universality.py")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/universality", "Output directory.")
-
-
-def main(argv):
-    del argv
-    run(_CONFIG.value, _WORKDIR.value)
-
+from outeffhop.launch.cli import experiment_main
 
 if __name__ == "__main__":
-    app.run(main)
+    experiment_main(
+        "prompt_theory.experiments.universality",
+        "configs/universality.py:quick",
+        "runs/universality",
+    )

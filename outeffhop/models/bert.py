@@ -6,8 +6,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
 
-from outeffhop.models.attention_block import partitioned
 from outeffhop.models.blocks import (
     ACTIVATIONS,
     TransformerLayer,
@@ -17,7 +17,9 @@ from outeffhop.models.blocks import (
     embed,
     layer_norm,
 )
-from outeffhop.models.dropout import Dropout, config_masks
+from outeffhop.models.presets import check_config
+from outeffhop.nn.attention import partitioned
+from outeffhop.nn.dropout import Dropout, config_masks
 
 
 def check_token_ids(input_ids, name: str = "input_ids") -> None:
@@ -106,3 +108,26 @@ class Bert(nn.Module):
             dtypes(cfg)["param_dtype"],
         )
         return word.attend(x) + bias.astype(x.dtype)
+
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_L = r"layer_\d+"
+# Module sets (path regexes). "paper": Bondarenko et al.'s BERT set, the FFN output dense and
+# the output LayerNorm of every layer.
+OUTLIER_MODULES = {
+    "paper": (rf"{_L}/ffn_out", rf"{_L}/output_ln"),
+    "ffn": (rf"{_L}/ffn_out",),
+    "layers": (rf"{_L}/output_ln",),
+    "attention": (rf"{_L}/attention",),
+}
+
+
+def model_inputs(batch) -> dict:
+    """The keyword inputs of ``Bert`` picked from a batch of the data pipeline."""
+    return {k: batch[k] for k in INPUTS if batch.get(k) is not None}
+
+
+def build(config) -> Bert:
+    """``Bert`` for a model config, after ``check_config``."""
+    check_config(config)
+    return Bert(config=ml_collections.FrozenConfigDict(config))

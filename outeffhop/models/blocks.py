@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from outeffhop.models.attention_block import INIT_STD, MultiHeadAttention, partitioned
-from outeffhop.models.dropout import Dropout, config_masks
-from outeffhop.models.linear import dense_dot_general
+from outeffhop.nn.attention import INIT_STD, MultiHeadAttention, partitioned
+from outeffhop.nn.dense import dense_dot_general
+from outeffhop.nn.dropout import Dropout, config_masks
 
 
 def gelu(x):

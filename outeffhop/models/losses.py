@@ -111,7 +111,8 @@ LOSSES: dict[str, Callable] = {
 
 
 def loss_fn(config) -> Callable:
-    """The loss of ``config.task`` (mlm, causal_lm or classification)."""
-    if config.task not in LOSSES:
-        raise ValueError(f"task must be one of {', '.join(LOSSES)}; got {config.task!r}.")
-    return LOSSES[config.task]
+    """The loss of ``config.objective`` (mlm, causal_lm or classification)."""
+    objective = config.get("objective")
+    if objective not in LOSSES:
+        raise ValueError(f"objective must be one of {', '.join(LOSSES)}; got {objective!r}.")
+    return LOSSES[objective]

@@ -6,10 +6,12 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
 
 from outeffhop.models.bert import check_token_ids
 from outeffhop.models.blocks import TransformerLayer, check_length, embed, layer_norm
-from outeffhop.models.dropout import Dropout, config_masks
+from outeffhop.models.presets import check_config
+from outeffhop.nn.dropout import Dropout, config_masks
 
 
 class Opt(nn.Module):
@@ -43,3 +45,32 @@ class Opt(nn.Module):
             x = layer(x, attention_mask, deterministic=deterministic, mask=mask)
         x = layer_norm("final_ln", cfg)(x)
         return word.attend(x)
+
+
+INPUTS = ("input_ids", "attention_mask", "segment_ids")
+_L = r"layer_\d+"
+# Module sets (path regexes). "paper": residual layer outputs, fc2, out_proj, the layer norms
+# and the final LayerNorm.
+OUTLIER_MODULES = {
+    "paper": (
+        _L,
+        rf"{_L}/ffn_out",
+        rf"{_L}/attention/out_proj",
+        rf"{_L}/(attention|ffn)_ln",
+        "final_ln",
+    ),
+    "ffn": (rf"{_L}/ffn_out",),
+    "layers": (_L,),
+    "attention": (rf"{_L}/attention",),
+}
+
+
+def model_inputs(batch) -> dict:
+    """The keyword inputs of ``Opt`` picked from a batch of the data pipeline."""
+    return {k: batch[k] for k in INPUTS if batch.get(k) is not None}
+
+
+def build(config) -> Opt:
+    """``Opt`` for a model config, after ``check_config``."""
+    check_config(config)
+    return Opt(config=ml_collections.FrozenConfigDict(config))

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import ml_collections
 
-from outeffhop.models.attention_block import attention_config, check_attention_config
 from outeffhop.models.blocks import ACTIVATIONS
-from outeffhop.models.dropout import MASKS, config_masks
+from outeffhop.nn.attention import attention_config, check_attention_config
+from outeffhop.nn.dropout import MASKS, config_masks
 
-MODELS = ("bert", "opt", "vit")
-TASKS = {"bert": "mlm", "opt": "causal_lm", "vit": "classification"}
+TRANSFORMERS = ("bert", "opt", "vit")
+OBJECTIVES = {"bert": "mlm", "opt": "causal_lm", "vit": "classification"}
 DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _base(model: str, **sizes) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
     cfg.model = model  # bert | opt | vit: the module build_model makes
-    cfg.task = TASKS[model]  # mlm | causal_lm | classification: picks models.loss_fn
+    cfg.objective = OBJECTIVES[model]  # mlm | causal_lm | classification: picks loss_fn
     cfg.num_layers = sizes["num_layers"]  # transformer layers
     cfg.d_model = sizes["d_model"]  # residual width D
     cfg.num_heads = sizes["num_heads"]  # attention heads H (D % H == 0)
@@ -42,7 +42,7 @@ def _base(model: str, **sizes) -> ml_collections.ConfigDict:
     return cfg
 
 
-# Clipped-softmax and gate presets of Bondarenko et al. (2023), DESIGN section 4.
+# Clipped-softmax and gate presets of Bondarenko et al. (2023) (docs/baselines.md).
 _ATTENTION_DEFAULTS = {
     "bert": dict(gamma=-0.025, zeta=1.0, gate_init=0.5),
     "opt": dict(gamma=-12.0 / 512, zeta=1.0, gate_init=0.25),  # alpha=12, T=512
@@ -96,11 +96,16 @@ _PRESETS = {
         dict(_TINY, image_size=8, patch_size=2, num_channels=1, num_classes=10),
     ),
 }
-PRESETS = tuple(_PRESETS)
+_STANHOP = {"stanhop": "paper", "stanhop-tiny": "tiny"}
+PRESETS = (*_PRESETS, *_STANHOP)
 
 
 def get_config(preset: str, **overrides) -> ml_collections.ConfigDict:
     """A fresh model ConfigDict for ``preset`` (see PRESETS), top-level fields overridden."""
+    if preset in _STANHOP:
+        from outeffhop.models import stanhop
+
+        return stanhop.get_config(_STANHOP[preset], **overrides)
     if preset not in _PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
     model, sizes = _PRESETS[preset]
@@ -122,9 +127,11 @@ def _positive(cfg, *names):
 
 
 def check_config(cfg) -> None:
-    """Raises ValueError naming the first bad field of a model config."""
-    if cfg.get("model") not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}; got {cfg.get('model')!r}.")
+    """Raises ValueError naming the first bad field of a BERT, OPT or ViT model config."""
+    if cfg.get("model") not in TRANSFORMERS:
+        raise ValueError(
+            f"model must be one of {', '.join(TRANSFORMERS)}; got {cfg.get('model')!r}."
+        )
     _positive(cfg, "num_layers", "d_model", "num_heads", "d_ff")
     if cfg.d_model % cfg.num_heads:
         raise ValueError(

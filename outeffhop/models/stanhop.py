@@ -25,15 +25,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from outeffhop.hopfield_layers import HopfieldPooling
-from outeffhop.layers import Hopfield
+from outeffhop.nn.hopfield import Hopfield
+from outeffhop.nn.pooling import HopfieldPooling
 
 NORMALIZERS = ("softmax", "softmax1", "clipped", "gsh")
-PRESETS = ("default", "tiny")
+PRESETS = ("paper", "tiny")
 
 
-def get_config(preset: str = "default", **overrides) -> ml_collections.ConfigDict:
-    """STanHop-Net model fields: ``default`` (the paper's sizes) or ``tiny`` (tests, CPU)."""
+def get_config(preset: str = "paper", **overrides) -> ml_collections.ConfigDict:
+    """STanHop-Net model fields: ``paper`` (the paper's sizes) or ``tiny`` (tests, CPU)."""
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
     c = ml_collections.ConfigDict()
@@ -223,13 +223,18 @@ class StanHop(nn.Module):
         return pred[:, : cfg.out_len]
 
 
-def build_model(config) -> StanHop:
+def model_inputs(batch) -> dict:
+    """``{"x": ...}``: the input window [B, in_len, D] of a forecasting batch."""
+    return {"x": batch["x"]}
+
+
+def build(config) -> StanHop:
     """The STanHop-Net module for a ``get_config`` ConfigDict, after checking it."""
     check_config(config)
     return StanHop(ml_collections.FrozenConfigDict(config))
 
 
-# Outlier module sets (regexes on module paths, outeffhop.outliers): "paper" = every
+# Outlier module sets (regexes on module paths, outeffhop.measure.outliers): "paper" = every
 # Hopfield output, MLP output (fc2) and LayerNorm output (the residual stream) of every
 # encoder/decoder block; "layers" = the residual stream only.
 _B = r"(enc|dec)_\d+"

@@ -6,10 +6,12 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
 
-from outeffhop.models.attention_block import INIT_STD, partitioned
 from outeffhop.models.blocks import TransformerLayer, dense, dtypes, layer_norm
-from outeffhop.models.dropout import Dropout, config_masks
+from outeffhop.models.presets import check_config
+from outeffhop.nn.attention import INIT_STD, partitioned
+from outeffhop.nn.dropout import Dropout, config_masks
 
 
 class ViT(nn.Module):
@@ -65,3 +67,31 @@ class ViT(nn.Module):
             )
         x = layer_norm("final_ln", cfg)(x)
         return dense(cfg.num_classes, ("embed", "classes"), "head", cfg)(x[:, 0])
+
+
+_L = r"layer_\d+"
+# Module sets (path regexes). "paper": every module output but attention internals
+# (query / key / value / gate).
+OUTLIER_MODULES = {
+    "paper": (
+        "patch_embedding",
+        _L,
+        rf"{_L}/(attention_ln|ffn_ln|ffn_in|ffn_out)",
+        rf"{_L}/attention/out_proj",
+        "final_ln",
+    ),
+    "ffn": (rf"{_L}/ffn_out",),
+    "layers": (_L,),
+    "attention": (rf"{_L}/attention",),
+}
+
+
+def model_inputs(batch) -> dict:
+    """``{"images": ...}`` from a batch with an ``image`` (or ``images``) entry."""
+    return {"images": batch["image"] if "image" in batch else batch["images"]}
+
+
+def build(config) -> ViT:
+    """``ViT`` for a model config, after ``check_config``."""
+    check_config(config)
+    return ViT(config=ml_collections.FrozenConfigDict(config))

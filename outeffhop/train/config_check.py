@@ -7,7 +7,7 @@ from numbers import Number
 
 from absl import logging
 
-from outeffhop.models.attention_block import uniform_clipped_from
+from outeffhop.nn.attention import uniform_clipped_from
 from outeffhop.train import optim, sharding
 
 POSITIVE = ("batch_size", "grad_accum_steps", "num_steps", "log_every")
@@ -93,7 +93,7 @@ def _warn_dead_clipping(cfg) -> None:
         logging.warning(
             "attention.gamma=%s clips uniform attention to exactly 0 on rows with >= %d keys "
             "(seq_len %d): at init those rows output 0 and pass no gradient (see "
-            "outeffhop.models.attention_block.uniform_clipped_from).",
+            "outeffhop.nn.attention.uniform_clipped_from).",
             attn.gamma if attn.get("alpha") is None else f"-{attn.alpha}/L",
             dead,
             length,

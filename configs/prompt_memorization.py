@@ -1,0 +1,44 @@
+"""Memorization capacity: minimal prompt length for N random pairs vs N, L, d, and the bound.
+
+Command: .venv/bin/python scripts/prompt_memorization.py \
+    --config configs/prompt_memorization.py:quick --workdir runs/prompt_memorization
+Runtime (2 CPU cores shared with other jobs): quick ~60 s wall (~20 s CPU); cpu ~25 min.
+Expected: the measured minimal prompt length grows roughly linearly in N (1, 2, 8, 12, 16
+for N = 2..32 at L = 2, d = 8), falls with the width d, and stays 1.5-4x above the counting
+bound N L d_out / d (numbers held to the targets' precision) and ~18x above the float32
+bound; single points are noisy (fresh model and data each; raise `seeds`).
+"""
+
+import ml_collections
+
+from outeffhop.launch.configs import parse_arg
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, presets=("quick", "cpu"), default="cpu")
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # PRNG seed for frozen weights, data and prompt inits
+    c.base_N, c.base_L, c.base_d = 8, 2, 8  # the point the three sweeps vary around
+    c.sweep_N = (2, 4, 8, 16, 32)  # number of random pairs
+    c.sweep_L = (1, 2, 3, 4)  # tokens per sequence
+    c.sweep_d = (4, 6, 8, 12, 16)  # model width (head width = d)
+    c.d_out = 1  # target coordinates per output token (the first d_out of width d)
+    c.value_range = 1.0  # targets Y ~ U[0, value_range]
+    c.eps = 0.05  # success: max |tau([P,X])[L_p:, :d_out] - Y| < eps
+    c.lengths = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # prompt lengths tried (one vmap)
+    c.steps = 4000  # Adam steps at most per sweep point
+    c.check_every = 250  # steps between sup-error checks (early stop when all succeed)
+    c.learning_rate = 0.1  # Adam learning rate on the prompt
+    c.restarts = 2  # random prompt inits per length; success if any succeeds
+    c.seeds = 1  # fresh random models and datasets per point; the median length is reported
+    c.scale = "1/sqrt(d)"  # score scale of the frozen model
+    c.ffn_mult, c.ffn_layers = 4, 2  # frozen post-attention FFN: hidden d*ffn_mult, layers
+    c.calc_eps = (0.25, 0.1, 0.05)  # eps values for the calculator table
+    if a.preset == "quick":
+        c.sweep_N = (2, 4, 8)
+        c.sweep_L = ()
+        c.sweep_d = ()
+        c.lengths = (1, 2, 4, 8, 16)
+        c.steps = 2000
+        c.check_every = 500
+    return a.apply(c)

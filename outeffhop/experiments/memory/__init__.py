@@ -1,0 +1,1 @@
+"""Associative-memory studies of the Hopfield model: retrieval, capacity, convergence, no-op."""

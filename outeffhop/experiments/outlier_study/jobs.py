@@ -1,0 +1,255 @@
+"""One job of the outlier study: train a (family, variant, seed) run, then evaluate it.
+
+One job = ``configs/<family>.py:<preset>`` with the variant's attention fields, trained by
+``outeffhop.train`` and evaluated in the same process (``measure.evaluate``): FP metric,
+outlier statistics of the model's module sets, attention mass (null slot, first token,
+delimiters), W8A8 fake quantization (and ablations), qwix int8. Each job writes
+``<workdir>/runs/<family>/<variant>/seed<k>/eval.json``. ``python -m
+outeffhop.experiments.outlier_study.jobs spec.json`` runs one (the scheduler's worker).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from outeffhop import data, models
+from outeffhop.launch.configs import load_config
+from outeffhop.measure import attention_mass, outliers, quant, quant_qwix
+from outeffhop.measure import evaluate as evaluation
+from outeffhop.train import checkpoint, loop, optim, tasks, train_and_evaluate
+
+# The papers' variants: attention fields set on config.model.attention.
+VARIANTS = {
+    "vanilla": {"normalizer": "softmax", "gate": "none"},
+    "softmax1": {"normalizer": "softmax1", "gate": "none"},
+    "clipped": {"normalizer": "clipped", "gate": "none"},
+    "gated": {"normalizer": "softmax", "gate": "conditional_per_token"},
+    "clipped+softmax1": {"normalizer": "clipped_softmax1", "gate": "none"},
+    "gated+softmax1": {"normalizer": "softmax1", "gate": "conditional_per_token"},
+}
+FAMILIES = ("bert", "opt", "vit")
+
+
+def check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}.")
+
+
+def job_config(family: str, preset: str, variant: str, seed: int, overrides: dict):
+    """The trainer config of one job: the family's preset, the variant, seed and overrides."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}.")
+    check_variant(variant)
+    cfg = load_config(f"{family}:{preset}")
+    cfg.model.attention.update(VARIANTS[variant])
+    cfg.seed = seed
+    cfg.progress_bar = False
+    for dotted, value in overrides.items():
+        node = cfg
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    cfg.data.batch_size = cfg.batch_size
+    return cfg
+
+
+def load_params(cfg, workdir: str):
+    """The newest checkpoint's params; ValueError if missing or of another model shape."""
+    task = tasks.get_task(cfg.task)
+    model = task.build_model(cfg)
+    tx = optim.make_optimizer(cfg.optim, cfg.num_steps)
+    init = lambda rng: loop.init_fn(rng, cfg=cfg, task=task, model=model, tx=tx)  # noqa: E731
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    step = checkpoint.latest_compatible_step(workdir, abstract["params"])
+    if step is None:
+        raise ValueError(f"workdir {workdir!r} holds no checkpoint; train it first.")
+    mngr = checkpoint.make_manager(workdir, 1, read_only=True)
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    mngr.close()
+    return state["state"]["params"], step
+
+
+def _valid_rows(batch):
+    if "weight" in batch:
+        return np.asarray(batch["weight"]) > 0
+    mask = batch.get("attention_mask")
+    if mask is None:
+        return np.ones(len(next(iter(batch.values()))), bool)
+    return np.asarray(mask).sum(-1) > 0
+
+
+def _query_valid(batch):
+    """bool [B, T] (or [B] without a padding mask): the queries the statistics average over."""
+    rows = _valid_rows(batch)
+    mask = batch.get("attention_mask")
+    return rows if mask is None else rows[:, None] & (np.asarray(mask) > 0)
+
+
+def _attention_mass(cfg, workdir, variables, batches, inputs_fn) -> dict:
+    """Attention mass on the null slot, key 0 and (text) delimiter tokens, per layer/head."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.attention.implementation = "reference"  # the weights exist on this path only
+    model = tasks.get_task(cfg.task).build_model(cfg)
+    groups = attention_mass.no_groups
+    if cfg.model.model in ("bert", "opt"):
+        _, info = data.make_dataset(cfg, "eval", workdir=workdir, batch_size=cfg.batch_size)
+        specials = (info.cls_id, info.sep_id, info.eos_id)
+        table = attention_mass.tokenizer_delimiters(info.tokenizer_path, specials)
+        groups = attention_mass.text_groups(table)
+    return attention_mass.attention_mass(
+        model, variables, batches, inputs_fn=inputs_fn, groups_fn=groups, valid_fn=_query_valid
+    )
+
+
+def _metric(cfg, sums) -> dict[str, float]:
+    """FP / quantized metric from summed (loss, weight, correct): ppl for LMs, acc for ViT."""
+    loss = sums["loss"] / max(sums["weight"], 1.0)
+    acc = sums["correct"] / max(sums["weight"], 1.0)
+    if cfg.model.model == "vit":
+        return {"metric": 100.0 * acc, "metric_name": "accuracy %", "loss": loss}
+    return {"metric": math.exp(min(loss, 50.0)), "metric_name": "perplexity", "loss": loss}
+
+
+def _forward(model, cfg):
+    """Summed loss / weight / correct of one batch, with the full head.
+
+    No lax.cond (the trainer's BERT loss has one): quantizer sites record ranges through
+    Python side effects, which control flow would leak.
+    """
+
+    def forward(v, batch):
+        logits = model.apply(v, **models.model_inputs(cfg.model, batch), deterministic=True)
+        mean, met = models.loss_fn(cfg.model)(logits, batch)
+        n = met["num_tokens"]
+        return {"loss": mean * n, "weight": n, "correct": met["accuracy"] * n}
+
+    return forward
+
+
+def _inputs_fn(cfg):
+    def inputs(b):
+        return (), {**models.model_inputs(cfg.model, b), "deterministic": True}
+
+    return inputs
+
+
+def _last_ffn_histogram(model, variables, family, batch, inputs) -> dict:
+    """Histogram of the last layer's FFN output on one batch (the report's figure)."""
+    _, found = outliers.capture(
+        model, variables, patterns=models.outlier_modules(family, "ffn"), **inputs(batch)[1]
+    )
+    last = max(found, key=lambda k: int(k.split("_")[1].split("/")[0]))
+    counts, edges = outliers.histogram({last: found[last]}, bins=80)[last]
+    return {"module": last, "counts": counts.tolist(), "edges": edges.tolist()}
+
+
+def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=True, int8=True):
+    """The paper's table row for one trained run (plus ablations, curves and a histogram).
+
+    Calibration uses ``num_calib`` batches of the training stream (held out from the eval
+    split; the same batches every time), evaluation the eval split.
+    """
+    task = tasks.get_task(cfg.task)
+    model = task.build_model(cfg)
+    if params is None:
+        params, _ = load_params(cfg, workdir)
+    variables = {"params": params}
+    family = cfg.model.model
+    eval_batches = list(task.eval_batches(cfg, workdir, 0, 1))
+    it = task.train_iter(cfg, workdir, 0, 1)
+    calib = [next(it) for _ in range(num_calib)]
+    forward, inputs = _forward(model, cfg), _inputs_fn(cfg)
+    row = evaluation.evaluate(
+        model,
+        variables,
+        forward=forward,
+        metric=lambda sums: _metric(cfg, sums),
+        eval_batches=eval_batches,
+        calib_batches=calib,
+        module_sets={n: models.outlier_modules(family, n) for n in ("paper", "ffn", "layers")},
+        inputs_fn=inputs,
+        valid_fn=_valid_rows,
+        recipes=quant.ablations() if ablations else None,
+    )
+    if int8:
+        example = {**models.model_inputs(cfg.model, eval_batches[0]), "deterministic": True}
+        qforward, qvars = _qwix(model, variables, calib, cfg, example)
+        row["quantized"]["int8-qwix"] = _metric(
+            cfg, quant.sum_metrics(qforward, qvars, eval_batches)[0]
+        )
+    return {
+        "family": family,
+        **row,
+        "attention_mass": _attention_mass(cfg, workdir, variables, eval_batches, inputs),
+        "histogram": _last_ffn_histogram(model, variables, family, eval_batches[0], inputs),
+    }
+
+
+def table_row(row: dict) -> str:
+    """The paper's table row: FP metric, avg kurtosis, max inf-norm, W8A8 metric."""
+    name = row["fp"]["metric_name"]
+    head = f"| FP ({name}) | avg kurtosis | max inf-norm | W8A8 ({name}) |"
+    cells = (row["fp"]["metric"], row["avg_kurtosis"], row["max_inf_norm"], row["w8a8"]["metric"])
+    return head + "\n|---|---|---|---|\n| " + " | ".join(f"{c:.4g}" for c in cells) + " |"
+
+
+def evaluate_checkpoint(config, workdir: str, **kw) -> dict:
+    """``evaluate`` on the newest checkpoint in ``workdir`` (trained with ``config``)."""
+    params, step = load_params(config, workdir)
+    row = evaluate(config, workdir, params, **kw)
+    row["step"] = step
+    return row
+
+
+def _qwix(model, variables, calib, cfg, example):
+    """The int8 (qwix) model's forward and variables, ranges from ``calib``."""
+    ranges = quant.calibrate(
+        _forward(model, cfg), variables, calib, quant_qwix.calibration_config()
+    )
+    qmodel, qvars = quant_qwix.int8_ptq(model, variables, ranges, **example)
+    return _forward(qmodel, cfg), qvars
+
+
+def run_job(job: dict) -> dict:
+    """Train (resuming) and evaluate one job; writes and returns ``eval.json``."""
+    cfg = job_config(job["family"], job["preset"], job["variant"], job["seed"], job["overrides"])
+    wd = job["workdir"]
+    os.makedirs(wd, exist_ok=True)
+    t0 = time.perf_counter()
+    state = train_and_evaluate(cfg, wd)
+    t1 = time.perf_counter()
+    row = evaluate(
+        cfg,
+        wd,
+        state["params"],
+        num_calib=job["num_calib"],
+        ablations=job["ablations"],
+        int8=job["int8"],
+    )
+    row.update(
+        variant=job["variant"],
+        seed=job["seed"],
+        steps=cfg.num_steps,
+        train_s=t1 - t0,
+        eval_s=time.perf_counter() - t1,
+    )
+    with open(os.path.join(wd, "eval.json"), "w") as f:
+        json.dump(row, f)
+    return row
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    with open(sys.argv[1]) as f:
+        run_job(json.load(f))

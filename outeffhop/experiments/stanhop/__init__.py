@@ -1,0 +1,1 @@
+"""The STanHop-Net normalizer study: train each normalizer, then forecast error, outliers, W8A8."""

@@ -1,0 +1,397 @@
+"""Flax Linen Hopfield layers with the hflayers feature set and Softmax_1 as a normalizer.
+
+``Hopfield`` associates state patterns R [B, L, input_size] with stored patterns
+Y [B, S, stored_pattern_size] and reads out pattern projections P [B, S, ...]:
+  Q = LN(R) W_Q, K = LN(Y) W_K, V = LN(P) W_V (or LN(P) W_K W_V when connected),
+  xi = associate(Q, K) per head (outeffhop.ops.hopfield), out = (dropout(xi) @ V) W_O.
+Sizes follow hflayers: ``hidden_size`` and ``pattern_size`` are per head (default
+input_size // num_heads and hidden_size). ``normalizer="softmax"`` is hflayers' layer;
+the default ``softmax1`` is the OutEffHop layer. Masks are boolean with True = keep
+(the Flax convention; hflayers marks what to ignore).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from outeffhop.ops import entmax
+from outeffhop.ops import hopfield as memory
+from outeffhop.ops import softmax as sm
+
+PATTERN_INIT = nn.initializers.normal(stddev=0.02)  # learned patterns and weights
+# gsh: STanHop's Generalized Sparse Hopfield, alpha-entmax with a learned alpha per head.
+NORMALIZERS = (*sm.NORMALIZERS, "gsh")
+
+
+def _check_config(m) -> None:
+    """Raises ValueError (one sentence naming the field) for a bad Hopfield configuration."""
+    sm.check_normalizer(m.normalizer, NORMALIZERS)
+    if m.normalizer == "gsh" and m.update_steps_max != 0:
+        raise ValueError(f"normalizer='gsh' needs update_steps_max=0; got {m.update_steps_max!r}.")
+    if m.normalizer.startswith("clipped") and (m.gamma is None or m.zeta is None):
+        raise ValueError(f"normalizer={m.normalizer!r} needs gamma and zeta; got None.")
+    if not isinstance(m.num_heads, int) or m.num_heads < 1:
+        raise ValueError(f"num_heads must be a positive int; got {m.num_heads!r}.")
+    for name in ("input_size", "hidden_size", "output_size", "pattern_size"):
+        v = getattr(m, name)
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive int or None; got {v!r}.")
+    for name in ("stored_pattern_size", "pattern_projection_size"):
+        v = getattr(m, name)
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive int or None; got {v!r}.")
+    if m.input_size is None and not _static_execution(m):
+        raise ValueError(
+            "input_size is required unless all patterns are static, the Hopfield-space norm "
+            "is off and the output projection is disabled."
+        )
+    if m.hidden_size is None and m.input_size is not None and m.input_size % m.num_heads:
+        raise ValueError(
+            f"num_heads={m.num_heads} must divide input_size={m.input_size} when "
+            "hidden_size (the per-head size) is not given."
+        )
+    steps = m.update_steps_max
+    if steps is not None:
+        arr = np.asarray(steps)
+        if arr.dtype.kind not in "iu" or np.any(arr < 0) or arr.ndim > 1:
+            raise ValueError(
+                f"update_steps_max must be a non-negative int, one per head, or None; "
+                f"got {steps!r}."
+            )
+        if arr.ndim == 1 and arr.shape[0] != m.num_heads:
+            raise ValueError(f"update_steps_max must have num_heads={m.num_heads} entries.")
+    for name in ("scaling", "update_steps_eps"):
+        v = getattr(m, name)
+        if v is None:
+            continue
+        arr = np.asarray(v, dtype=np.float64)
+        if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != m.num_heads) or np.any(arr <= 0):
+            raise ValueError(
+                f"{name} must be a positive float or one per head ({m.num_heads}); got {v!r}."
+            )
+    if not 0.0 <= m.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1); got {m.dropout!r}.")
+    if not isinstance(m.batch_first, bool):
+        raise ValueError(f"batch_first must be a bool; got {m.batch_first!r}.")
+    act = m.association_activation
+    if act is not None and not callable(getattr(jax.nn, str(act), None)):
+        raise ValueError(f"association_activation must name a jax.nn function; got {act!r}.")
+    if m.pattern_projection_as_connected:
+        if m.stored_pattern_as_static:
+            raise ValueError(
+                "pattern_projection_as_connected needs stored_pattern_as_static=False "
+                "(values are formed with the stored-pattern projection)."
+            )
+        if m.pattern_projection_as_static and m.pattern_dim != m.head_dim:
+            raise ValueError(
+                f"pattern_size must equal the per-head hidden size {m.head_dim} for static "
+                f"connected projections; got {m.pattern_size}."
+            )
+        kdim = m.stored_pattern_size or m.input_size
+        vdim = m.pattern_projection_size or m.input_size
+        if kdim != vdim:
+            raise ValueError(
+                f"pattern_projection_as_connected needs pattern_projection_size == "
+                f"stored_pattern_size; got {vdim} and {kdim}."
+            )
+    if m.concat_bias_pattern and (m.stored_pattern_as_static or m.pattern_projection_as_static):
+        raise ValueError("concat_bias_pattern needs non-static stored patterns and projections.")
+
+
+def _per_head(value, dtype):
+    """A scalar stays a scalar; a per-head sequence becomes an array [H] (lead dims [B, H])."""
+    arr = np.asarray(value, dtype)
+    return arr if arr.ndim == 0 else arr.reshape(-1)
+
+
+def _static_execution(m) -> bool:
+    """hflayers' static-only mode: every projection, the norm in Hopfield space and W_O off."""
+    return (
+        m.stored_pattern_as_static
+        and m.state_pattern_as_static
+        and m.pattern_projection_as_static
+        and not m.pattern_projection_as_connected
+        and not m.normalize_hopfield_space
+        and m.disable_out_projection
+    )
+
+
+class Hopfield(nn.Module):
+    """Hopfield association of (stored, state, projection) patterns; mirrors hflayers.Hopfield.
+
+    Call with one array (used as all three) or a tuple ``(stored, state, projection)``, each
+    [B, S|L, features] (``batch_first``) or [S|L, B, features]. Returns [B, L, output_size]
+    (or [B, L, num_heads * pattern_size] with ``disable_out_projection``), and with
+    ``return_association=True`` also xi [B, H, L, S] (S + 1 per extra zero/bias pattern).
+    """
+
+    input_size: int | None = None  # depth of state patterns R
+    hidden_size: int | None = None  # per-head association depth (default input_size // H)
+    output_size: int | None = None  # depth of the output projection (default input_size)
+    pattern_size: int | None = None  # per-head value depth (default hidden_size)
+    num_heads: int = 1
+    scaling: float | Sequence[float] | None = None  # beta; None: 1/sqrt(hidden_size)
+    update_steps_max: int | Sequence[int] | None = 0  # extra updates; None: until eps
+    update_steps_eps: float | Sequence[float] = 1e-4  # stop when ||xi_t+1 - xi_t||_F <= eps
+    normalize_stored_pattern: bool = True
+    normalize_stored_pattern_affine: bool = True
+    normalize_stored_pattern_eps: float = 1e-5
+    normalize_state_pattern: bool = True
+    normalize_state_pattern_affine: bool = True
+    normalize_state_pattern_eps: float = 1e-5
+    normalize_pattern_projection: bool = True
+    normalize_pattern_projection_affine: bool = True
+    normalize_pattern_projection_eps: float = 1e-5
+    normalize_hopfield_space: bool = False  # LayerNorm of Q and K per head (shared params)
+    normalize_hopfield_space_affine: bool = False
+    normalize_hopfield_space_eps: float = 1e-5
+    stored_pattern_as_static: bool = False  # skip W_K: stored patterns are keys per head
+    state_pattern_as_static: bool = False  # skip W_Q
+    pattern_projection_as_static: bool = False  # skip W_V
+    pattern_projection_as_connected: bool = False  # V = (P W_K) W_V
+    stored_pattern_size: int | None = None  # default input_size
+    pattern_projection_size: int | None = None  # default input_size
+    batch_first: bool = True
+    association_activation: str | None = None  # a jax.nn function applied to the output
+    dropout: float = 0.0  # on the association matrix
+    input_bias: bool = True  # biases of W_Q, W_K, W_V, W_O
+    concat_bias_pattern: bool = False  # append one learned key/value pattern
+    add_zero_association: bool = False  # append a zero key/value (softmax -> Softmax_1)
+    disable_out_projection: bool = False
+    normalizer: str = "softmax1"  # softmax | softmax1 | clipped | clipped_softmax1 | gsh
+    gamma: float | None = None  # clipped normalizers: clip((zeta - gamma) N + gamma, 0, 1)
+    zeta: float | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        _check_config(self)
+        super().__post_init__()
+
+    # Sizes, resolved as hflayers does.
+    @property
+    def head_dim(self) -> int | None:
+        if self.hidden_size is not None:
+            return self.hidden_size
+        return None if self.input_size is None else self.input_size // self.num_heads
+
+    @property
+    def pattern_dim(self) -> int | None:
+        return self.head_dim if self.pattern_size is None else self.pattern_size
+
+    def setup(self):
+        h, hd, pd = self.num_heads, self.head_dim, self.pattern_dim
+        dense = dict(kernel_init=PATTERN_INIT, dtype=self.dtype, param_dtype=self.param_dtype)
+
+        def ln(flag, affine, eps):
+            if not flag:
+                return None
+            return nn.LayerNorm(
+                eps, self.dtype, self.param_dtype, use_bias=affine, use_scale=affine
+            )
+
+        self.norm_stored = ln(
+            self.normalize_stored_pattern,
+            self.normalize_stored_pattern_affine,
+            self.normalize_stored_pattern_eps,
+        )
+        self.norm_state = ln(
+            self.normalize_state_pattern,
+            self.normalize_state_pattern_affine,
+            self.normalize_state_pattern_eps,
+        )
+        self.norm_projection = ln(
+            self.normalize_pattern_projection,
+            self.normalize_pattern_projection_affine,
+            self.normalize_pattern_projection_eps,
+        )
+        self.norm_hopfield = ln(
+            self.normalize_hopfield_space,
+            self.normalize_hopfield_space_affine,
+            self.normalize_hopfield_space_eps,
+        )
+        bias = self.input_bias
+        self.q_proj = None if self.state_pattern_as_static else nn.Dense(h * hd, bias, **dense)
+        self.k_proj = None if self.stored_pattern_as_static else nn.Dense(h * hd, bias, **dense)
+        self.v_proj = None if self.pattern_projection_as_static else nn.Dense(h * pd, bias, **dense)
+        self.out_proj = (
+            None
+            if self.disable_out_projection
+            else nn.Dense(self.output_size or self.input_size, bias, **dense)
+        )
+        if self.concat_bias_pattern:
+            self.bias_k = self.param("bias_k", PATTERN_INIT, (h, 1, hd), self.param_dtype)
+            self.bias_v = self.param("bias_v", PATTERN_INIT, (h, 1, pd), self.param_dtype)
+        if self.normalizer == "gsh":  # alpha = 1 + sigmoid(param), 1.5 at init
+            self.gsh_alpha = self.param("gsh_alpha", nn.initializers.zeros, (h,), jnp.float32)
+        self.drop = nn.Dropout(self.dropout)
+
+    def _split(self, x, static: bool, size: int):
+        """[B, N, H * size] -> [B, H, N, size]; static inputs [B, N, size] repeat per head."""
+        if static:
+            return jnp.broadcast_to(x[:, None], (x.shape[0], self.num_heads) + x.shape[1:])
+        return x.reshape(x.shape[:2] + (self.num_heads, size)).transpose(0, 2, 1, 3)
+
+    def _check_inputs(self, stored, state, projection):
+        def need(x, name, size, field):
+            if x.ndim != 3:
+                raise ValueError(f"{name} must be 3-D [batch, length, features]; got {x.shape}.")
+            if size is not None and x.shape[-1] != size:
+                raise ValueError(f"{name} has {x.shape[-1]} features; {field} needs {size}.")
+
+        hd, pd, d = self.head_dim, self.pattern_dim, self.input_size
+        if _static_execution(self):
+            need(state, "state pattern", None, "")
+            hd = pd = state.shape[-1]
+        size = hd if self.stored_pattern_as_static else self.stored_pattern_size or d
+        need(stored, "stored pattern", size, "stored_pattern_size (or input_size)")
+        need(state, "state pattern", hd if self.state_pattern_as_static else d, "input_size")
+        if self.pattern_projection_as_static and not self.pattern_projection_as_connected:
+            size = None if self.disable_out_projection else pd
+            need(projection, "pattern projection", size, "pattern_size (static projection)")
+        else:
+            size = self.pattern_projection_size or d
+            need(projection, "pattern projection", size, "pattern_projection_size (or input_size)")
+        if stored.shape[:2] != projection.shape[:2] or stored.shape[0] != state.shape[0]:
+            raise ValueError(
+                f"stored patterns and pattern projections must share batch and length, and the "
+                f"state patterns the batch; got {stored.shape}, {projection.shape}, {state.shape}."
+            )
+
+    def _beta(self, head_dim):
+        if self.scaling is None:
+            return 1.0 if _static_execution(self) else 1.0 / math.sqrt(head_dim)
+        return _per_head(self.scaling, np.float32)
+
+    def __call__(
+        self,
+        inputs,
+        stored_pattern_mask=None,
+        association_mask=None,
+        *,
+        deterministic: bool = True,
+        return_association: bool = False,
+    ):
+        """Hopfield association of ``inputs`` (one array or (stored, state, projection)).
+
+        ``stored_pattern_mask`` [B, S]: True = a real stored pattern (False = padding).
+        ``association_mask``: broadcastable to [B, H, L, S], True = may associate.
+        ``deterministic=False`` applies dropout (needs the 'dropout' rng).
+        """
+        if isinstance(inputs, tuple | list):
+            if len(inputs) != 3:
+                raise ValueError(f"inputs must be one array or 3 arrays; got {len(inputs)}.")
+            stored, state, projection = (jnp.asarray(x) for x in inputs)
+        else:
+            stored = state = projection = jnp.asarray(inputs)
+        if not self.batch_first:
+            stored, state, projection = (jnp.swapaxes(x, 0, 1) for x in (stored, state, projection))
+        self._check_inputs(stored, state, projection)
+        out, xi = self._associate(
+            stored, state, projection, stored_pattern_mask, association_mask, deterministic
+        )
+        if not self.batch_first:
+            out = jnp.swapaxes(out, 0, 1)
+        return (out, xi) if return_association else out
+
+    def _associate(self, stored, state, projection, pad_mask, assoc_mask, deterministic):
+        """Batch-first core: returns (out [B, L, out], xi [B, H, L, S'])."""
+        b, s = stored.shape[:2]
+        hd = state.shape[-1] if _static_execution(self) else self.head_dim
+        pd = projection.shape[-1] if _static_execution(self) else self.pattern_dim
+        if self.norm_stored is not None:
+            stored = self.norm_stored(stored)
+        if self.norm_state is not None:
+            state = self.norm_state(state)
+        if self.norm_projection is not None:
+            projection = self.norm_projection(projection)
+
+        q = state if self.q_proj is None else self.q_proj(state)
+        k = stored if self.k_proj is None else self.k_proj(stored)
+        connected = self.pattern_projection_as_connected
+        v = self.k_proj(projection) if connected else projection
+        if self.v_proj is not None:
+            v = self.v_proj(v)
+        q = self._split(q, self.q_proj is None, hd)
+        k = self._split(k, self.k_proj is None, hd)
+        v = self._split(v, self.v_proj is None and not connected, pd)
+        if self.norm_hopfield is not None:
+            q, k = self.norm_hopfield(q), self.norm_hopfield(k)
+
+        mask = None
+        if pad_mask is not None:
+            pad_mask = jnp.asarray(pad_mask, bool)
+            if pad_mask.shape != (b, s):
+                raise ValueError(
+                    f"stored_pattern_mask must be [batch, stored length] = {(b, s)}; "
+                    f"got {pad_mask.shape}."
+                )
+            mask = pad_mask[:, None, None, :]
+        if assoc_mask is not None:
+            assoc_mask = jnp.asarray(assoc_mask, bool)
+            try:
+                jnp.broadcast_shapes(assoc_mask.shape, (b, self.num_heads, q.shape[2], s))
+            except ValueError:
+                raise ValueError(
+                    f"association_mask must broadcast to [B, H, L, S] = "
+                    f"{(b, self.num_heads, q.shape[2], s)}; got {assoc_mask.shape}."
+                ) from None
+            mask = assoc_mask if mask is None else mask & assoc_mask
+        if mask is not None:
+            mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+        extra = []
+        if self.concat_bias_pattern:
+            extra.append((self.bias_k, self.bias_v))
+        if self.add_zero_association:
+            extra.append((jnp.zeros((1, 1, hd), k.dtype), jnp.zeros((1, 1, pd), v.dtype)))
+        for ek, ev in extra:  # one more stored pattern, never masked
+            k = jnp.concatenate([k, jnp.broadcast_to(ek.astype(k.dtype), k.shape[:2] + (1, hd))], 2)
+            v = jnp.concatenate([v, jnp.broadcast_to(ev.astype(v.dtype), v.shape[:2] + (1, pd))], 2)
+            if mask is not None:
+                mask = jnp.concatenate([mask, jnp.ones(mask.shape[:-1] + (1,), bool)], axis=-1)
+
+        steps_max = self.update_steps_max
+        if self.normalizer == "gsh":
+            xi = self._gsh(q, k, hd, mask)
+        else:
+            xi, _ = memory.associate(
+                q,
+                k,
+                beta=self._beta(hd),
+                normalizer=self.normalizer,
+                update_steps_max=None if steps_max is None else _per_head(steps_max, np.int32),
+                update_steps_eps=_per_head(self.update_steps_eps, np.float32),
+                mask=mask,
+                gamma=self.gamma,
+                zeta=self.zeta,
+                stop_axes=(0,),
+            )
+        self.sow("intermediates", "association", xi)
+        weights = self.drop(xi, deterministic=deterministic or self.dropout == 0.0)
+        out = jnp.einsum("bhls,bhsp->blhp", weights.astype(v.dtype), v)
+        out = out.reshape(out.shape[:2] + (-1,))
+        if self.out_proj is not None:
+            out = self.out_proj(out)
+        if self.association_activation is not None:
+            out = getattr(jax.nn, self.association_activation)(out)
+        return out, xi
+
+    def _gsh(self, q, k, hd, mask):
+        """GSH association: alpha-entmax(beta q k^T) per head, alpha = 1 + sigmoid(param) [H].
+
+        Masked entries get a large negative score (entmax gives them exact zeros); a fully
+        masked row comes out all zeros, as with the other normalizers.
+        """
+        scores = memory.association_scores(q, k, self._beta(hd))
+        if mask is not None:
+            scores = jnp.where(mask, scores, -1e9)
+        alpha = entmax.gsh_alpha(self.gsh_alpha)[:, None, None]
+        xi = entmax.entmax_bisect(scores, alpha)
+        return xi if mask is None else jnp.where(mask, xi, 0.0)

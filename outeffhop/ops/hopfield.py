@@ -1,0 +1,286 @@
+"""Modern Hopfield energy, update, association and retrieval on raw patterns (no projections).
+
+States ``x_LD`` [..., L, d] (a single state [d] works too) and stored patterns ``xi_SD``
+[..., S, d]; leading dims (e.g. [B, H]) broadcast, and ``beta`` is a scalar or broadcasts
+to them (one per head). With (lse, N) = (lse_1, Softmax_1) for ``softmax1`` (OutEffHop) and
+(logsumexp, softmax) for ``softmax`` (the vanilla modern Hopfield model):
+
+  E(x)  = -(1/beta) lse(beta xi x) + 0.5 x.x                            (energy)
+  T(x)  = N(beta xi x) xi                   (one CCCP update; E(T(x)) <= E(x))
+
+The extra 1 of lse_1 is a no-op memory: a state that matches no stored pattern retrieves
+about 0. ``associate`` iterates the update in association space, as hflayers does:
+  a_0 = N(beta x xi^T),  a_{t+1} = N(beta (a_t xi) xi^T)   [..., L, S]
+stopping after ``update_steps_max`` updates or where ||a_{t+1} - a_t||_F <= eps; ``retrieve``
+reads out a values (default: xi itself, i.e. T applied update_steps_max + 1 times).
+``fixed_point`` iterates T in state space until max|T(x) - x| <= tol per state.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from outeffhop.ops import softmax as sm
+
+ENERGY_NORMALIZERS = ("softmax", "softmax1")
+
+
+def _concrete_any(flag) -> bool:
+    try:
+        return bool(jnp.any(flag))
+    except jax.errors.ConcretizationTypeError:  # traced: cannot check here
+        return False
+
+
+def _check(states, stored, beta, normalizer, allowed=sm.NORMALIZERS):
+    """Arrays as [..., L, d] and [..., S, d] in one float dtype; ValueError naming the field."""
+    sm.check_normalizer(normalizer, allowed)
+    states, stored = jnp.asarray(states), jnp.asarray(stored)
+    if states.ndim < 1 or stored.ndim < 2:
+        raise ValueError(
+            f"states and stored must be [..., L, d] and [..., S, d]; got shapes "
+            f"{states.shape} and {stored.shape}."
+        )
+    if states.shape[-1] != stored.shape[-1]:
+        raise ValueError(
+            f"states and stored must share the pattern size d; got {states.shape[-1]} and "
+            f"{stored.shape[-1]}."
+        )
+    if _concrete_any(jnp.asarray(beta) <= 0):
+        raise ValueError(f"beta must be a positive scalar (or one per leading index); got {beta}.")
+    dtype = jnp.result_type(states, stored)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.dtype(jnp.float32)
+    return states.astype(dtype), stored.astype(dtype)
+
+
+def _lead(a, extra: int = 2):
+    """Appends ``extra`` unit axes so a per-leading-dim array broadcasts over [..., L, S]."""
+    a = jnp.asarray(a)
+    return a.reshape(a.shape + (1,) * extra)
+
+
+def _as_rows(states):
+    """[d] -> ([1, d], True); [..., L, d] -> (itself, False)."""
+    return (states[None], True) if states.ndim == 1 else (states, False)
+
+
+def association_scores(x_LD, xi_SD, beta) -> jax.Array:
+    """beta x xi^T: [..., L, d] x [..., S, d] -> [..., L, S]."""
+    return jnp.einsum("...ld,...sd->...ls", x_LD, xi_SD) * _lead(beta)
+
+
+def energy(states, stored, *, beta, normalizer: str = "softmax1", mask=None) -> jax.Array:
+    """E(x) = -(1/beta) lse(beta xi x) + 0.5 x.x per state: [..., L, d] -> [..., L].
+
+    lse is log(1 + sum exp) (lse_1) for softmax1 and log(sum exp) for softmax; masked
+    stored patterns (``mask`` broadcastable to [..., L, S], True = present) are left out.
+    """
+    x, xi = _check(states, stored, beta, normalizer, ENERGY_NORMALIZERS)
+    x, single = _as_rows(x)
+    lse = sm.lse_1 if normalizer == "softmax1" else sm.logsumexp
+    scores = association_scores(x, xi, beta)
+    e = -lse(scores, axis=-1, where=mask) / _lead(beta, 1) + 0.5 * jnp.sum(x * x, axis=-1)
+    return e[0] if single else e
+
+
+def update(states, stored, *, beta, normalizer: str = "softmax1", mask=None, gamma=None, zeta=None):
+    """One Hopfield update T(x) = N(beta xi x) xi, [..., L, d] -> [..., L, d].
+
+    For softmax and softmax1 this is the CCCP step of ``energy``: T(x) = grad_x of the lse
+    term, so E(T(x)) <= E(x). Clipped normalizers (``gamma``, ``zeta``) apply too.
+    """
+    x, xi = _check(states, stored, beta, normalizer)
+    x, single = _as_rows(x)
+    a = sm.normalize(
+        association_scores(x, xi, beta), normalizer, axis=-1, where=mask, gamma=gamma, zeta=zeta
+    )
+    out = (a @ xi).astype(x.dtype)
+    return out[0] if single else out
+
+
+def associate(
+    states,
+    stored,
+    *,
+    beta,
+    normalizer: str = "softmax1",
+    update_steps_max: int | None = 0,
+    update_steps_eps=1e-4,
+    mask=None,
+    gamma: float | None = None,
+    zeta: float | None = None,
+    stop_axes: tuple[int, ...] = (),
+) -> tuple[jax.Array, jax.Array]:
+    """Association matrix a [..., L, S] after up to ``update_steps_max`` updates.
+
+    ``mask``: boolean, broadcastable to [..., L, S], True = may associate. Masked entries
+    are 0; a fully masked row is all zeros. ``update_steps_max``: a non-negative int, an
+    array of them broadcastable to the leading dims (one per head), or None (iterate until
+    the tolerance is met, forward-only: ``lax.while_loop`` has no reverse derivative).
+    ``stop_axes``: leading axes that share one stopping decision (hflayers takes the max of
+    the change over the batch axis, per head). Returns ``(a, steps)`` with ``steps`` the
+    number of updates each leading index took, int32 of the leading shape.
+    """
+    x, xi = _check(states, stored, beta, normalizer)
+    x, _ = _as_rows(x)
+    lead = jnp.broadcast_shapes(x.shape[:-2], xi.shape[:-2], jnp.shape(beta))
+    if update_steps_max is not None:
+        update_steps_max = np.asarray(update_steps_max)
+        if update_steps_max.dtype.kind not in "iu" or np.any(update_steps_max < 0):
+            raise ValueError(
+                f"update_steps_max must be a non-negative int (or one per head) or None; "
+                f"got {update_steps_max}."
+            )
+    if _concrete_any(jnp.asarray(update_steps_eps) <= 0):
+        raise ValueError(f"update_steps_eps must be positive; got {update_steps_eps}.")
+
+    def norm(scores):
+        return sm.normalize(scores, normalizer, axis=-1, where=mask, gamma=gamma, zeta=zeta)
+
+    a = norm(association_scores(x, xi, beta))
+    lead = jnp.broadcast_shapes(lead, a.shape[:-2])
+    steps = jnp.zeros(lead, jnp.int32)
+    if update_steps_max is not None and not np.any(update_steps_max > 0):
+        return a, steps
+    limit = (
+        jnp.full(lead, jnp.iinfo(jnp.int32).max, jnp.int32)
+        if update_steps_max is None
+        else jnp.broadcast_to(jnp.asarray(update_steps_max, jnp.int32), lead)
+    )
+    eps2 = jnp.broadcast_to(jnp.square(jnp.asarray(update_steps_eps, a.dtype)), lead)
+    a = jnp.broadcast_to(a, lead + a.shape[-2:])
+
+    def body(carry):
+        a, steps, active = carry
+        a_new = norm(association_scores(a @ xi, xi, beta)).astype(a.dtype)
+        a_new = jnp.where(active[..., None, None], a_new, a)
+        change = jax.lax.stop_gradient(jnp.sum(jnp.square(a_new - a), axis=(-2, -1)))
+        if stop_axes:
+            change = jnp.broadcast_to(jnp.max(change, axis=stop_axes, keepdims=True), lead)
+        steps = steps + active.astype(jnp.int32)
+        return a_new, steps, active & (steps < limit) & (change > eps2)
+
+    carry = (a, steps, limit > 0)
+    if update_steps_max is None:
+        a, steps, _ = jax.lax.while_loop(lambda c: jnp.any(c[2]), body, carry)
+    else:
+        n = int(update_steps_max.max())  # static trip count: reverse-differentiable
+        a, steps, _ = jax.lax.fori_loop(0, n, lambda _, c: body(c), carry)
+    return a, steps
+
+
+def retrieve(
+    states,
+    stored,
+    values=None,
+    *,
+    beta,
+    normalizer: str = "softmax1",
+    update_steps_max: int | None = 0,
+    update_steps_eps=1e-4,
+    mask=None,
+    gamma: float | None = None,
+    zeta: float | None = None,
+) -> jax.Array:
+    """Retrieved patterns a @ values [..., L, dv]; ``values`` [..., S, dv] default ``stored``.
+
+    With values = stored and ``update_steps_max = n`` this is n + 1 updates
+    x <- T(x) = N(beta xi x) xi (the last one read out), per leading index; ``None``
+    iterates until ||a_{t+1} - a_t||_F <= ``update_steps_eps``.
+    """
+    single = jnp.ndim(states) == 1
+    a, _ = associate(
+        states,
+        stored,
+        beta=beta,
+        normalizer=normalizer,
+        update_steps_max=update_steps_max,
+        update_steps_eps=update_steps_eps,
+        mask=mask,
+        gamma=gamma,
+        zeta=zeta,
+    )
+    values = stored if values is None else jnp.asarray(values)
+    if values.shape[-2] != jnp.shape(stored)[-2]:
+        raise ValueError(
+            f"values must be [..., S, dv] with S = {jnp.shape(stored)[-2]} stored patterns; "
+            f"got shape {values.shape}."
+        )
+    out = a.astype(values.dtype) @ values
+    return out[..., 0, :] if single else out
+
+
+def fixed_point(
+    states, stored, *, beta, normalizer: str = "softmax1", max_steps: int = 100, tol: float = 1e-6
+) -> tuple[jax.Array, jax.Array]:
+    """Iterates x <- T(x) until max|T(x) - x| <= tol per state or ``max_steps`` updates.
+
+    Returns ``(x, steps)``: the final states [..., L, d] (or [d]) and the number of updates
+    each state took, int32 [..., L]. A converged state stops moving while others continue.
+    """
+    x, xi = _check(states, stored, beta, normalizer, ENERGY_NORMALIZERS)
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0; got {max_steps}.")
+    batch = x.shape[:-1]
+
+    def cond(carry):
+        _, _, done, i = carry
+        return (i < max_steps) & ~jnp.all(done)
+
+    def body(carry):
+        x, steps, done, i = carry
+        x_new = update(x, xi, beta=beta, normalizer=normalizer).astype(x.dtype)
+        delta = jnp.max(jnp.abs(x_new - x), axis=-1)
+        x = jnp.where(done[..., None], x, x_new)
+        steps = steps + (~done).astype(jnp.int32)
+        return x, steps, done | (delta <= tol), i + 1
+
+    init = (x, jnp.zeros(batch, jnp.int32), jnp.zeros(batch, bool), jnp.int32(0))
+    x, steps, _, _ = jax.lax.while_loop(cond, body, init)
+    return x, steps
+
+
+# ---------------------------------------------------------------- the 0.1 names, one release
+# hopfield_energy(x, patterns, beta), hopfield_retrieve(x, patterns, beta, steps=k) and
+# hopfield_fixed_point(x, patterns, beta) take one pattern matrix [M, d] and a scalar beta;
+# they are ``energy``, ``update`` applied k times and ``fixed_point``.
+
+
+def _legacy_check(x, patterns, beta):
+    patterns = jnp.asarray(patterns)
+    if patterns.ndim != 2:
+        raise ValueError(f"patterns must be [M, d]; got shape {patterns.shape}.")
+    if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != patterns.shape[-1]:
+        raise ValueError(
+            f"x must be [..., d] with d = patterns.shape[-1] = {patterns.shape[-1]}; "
+            f"got shape {jnp.shape(x)}."
+        )
+    if jnp.ndim(beta) != 0:
+        raise ValueError(f"beta must be a positive scalar; got shape {jnp.shape(beta)}.")
+
+
+def hopfield_energy(x, patterns, beta, normalizer: str = "softmax1") -> jax.Array:
+    """Alias of ``energy(x, patterns, beta=beta)`` for one pattern matrix [M, d]."""
+    _legacy_check(x, patterns, beta)
+    return energy(x, patterns, beta=beta, normalizer=normalizer)
+
+
+def hopfield_retrieve(x, patterns, beta, normalizer: str = "softmax1", steps: int = 1):
+    """Alias: ``steps`` updates x <- T(x) with one pattern matrix [M, d] (0 returns x)."""
+    _legacy_check(x, patterns, beta)
+    sm.check_normalizer(normalizer, ENERGY_NORMALIZERS)
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0; got {steps}.")
+    x, patterns = _check(x, patterns, beta, normalizer)
+    for _ in range(steps):
+        x = update(x, patterns, beta=beta, normalizer=normalizer)
+    return x
+
+
+def hopfield_fixed_point(x, patterns, beta, normalizer: str = "softmax1", **kw):
+    """Alias of ``fixed_point(x, patterns, beta=beta, max_steps=.., tol=..)``."""
+    _legacy_check(x, patterns, beta)
+    return fixed_point(x, patterns, beta=beta, normalizer=normalizer, **kw)

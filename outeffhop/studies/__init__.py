@@ -1,1 +1,0 @@
-"""Experiments: each module exposes ``run(config, workdir) -> dict``."""

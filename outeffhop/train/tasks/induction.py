@@ -1,0 +1,95 @@
+"""The ``induction`` task: a synthetic causal-LM task on which attention heads must learn to no-op.
+
+Rows are ``[BOS, x_1, ..., x_{L-1}]`` of random content tokens; in half the rows one MARK
+token followed by a key token is inserted. The target at position t is the token itself
+(identity: every head must leave the residual stream alone) unless a MARK/key pair came
+earlier, then it is the key (two heads must find and copy it). With softmax a head can only
+"do nothing" by parking its attention on a token whose value is ~0 (here BOS), which the
+papers tie to growing outliers; Softmax_1 lets the head put its mass on the null slot.
+Model: ``models.opt`` (pre-LN, causal) from ``config.model``; ``config.data.seq_len`` tokens
+per row, vocabulary ``config.model.vocab_size``. Batch ``i`` of the stream is generated
+from ``(config.seed, i)``, so the stream resumes exactly and is the same on any number of
+processes (process p keeps rows [p n, (p + 1) n) of each global batch).
+"""
+
+from __future__ import annotations
+
+import grain
+import numpy as np
+
+from outeffhop.train.tasks import Task
+from outeffhop.train.tasks._transformer import _build, _init, _loss, _rules
+
+BOS, MARK, FIRST_CONTENT = 0, 1, 2
+EVAL_STREAM = 10_000  # eval batches come from seeds (EVAL_STREAM + seed, i)
+
+
+def make_batch(rng: np.random.Generator, batch: int, length: int, vocab: int) -> dict:
+    """input_ids [B, L] and labels [B, L] (the target read at each position; -100 = none).
+
+    Target = the token itself, except after a MARK/key pair, where it is the key.
+    """
+    if vocab < 4 or length < 6:
+        raise ValueError(f"vocab must be >= 4 and length >= 6; got {vocab}, {length}.")
+    ids = rng.integers(FIRST_CONTENT, vocab, size=(batch, length), dtype=np.int32)
+    ids[:, 0] = BOS
+    labels = ids.copy()
+    labels[:, 0] = -100
+    for b in np.flatnonzero(rng.random(batch) < 0.5):
+        i = int(rng.integers(1, length - 3))
+        ids[b, i] = labels[b, i] = MARK
+        labels[b, i + 2 :] = ids[b, i + 1]
+    return {"input_ids": ids, "labels": labels}
+
+
+def _stream(cfg, seed: int, process_index: int, process_count: int):
+    n_local = cfg.batch_size // process_count
+    lo = process_index * n_local
+    length, vocab = cfg.data.seq_len, cfg.model.vocab_size
+
+    def batch(i):
+        full = make_batch(np.random.default_rng([seed, int(i)]), cfg.batch_size, length, vocab)
+        return {k: v[lo : lo + n_local] for k, v in full.items()}
+
+    return grain.MapDataset.range(2**62).map(batch)
+
+
+def _train_iter(cfg, workdir, process_index, process_count):
+    return iter(_stream(cfg, cfg.seed, process_index, process_count))
+
+
+def _eval_batches(cfg, workdir, process_index, process_count):
+    it = iter(_stream(cfg, EVAL_STREAM + cfg.seed, process_index, process_count))
+    return [next(it) for _ in range(cfg.eval_steps)]
+
+
+def _example(cfg, n):
+    ids = np.zeros((n, cfg.data.seq_len), np.int32)
+    return {"input_ids": ids, "labels": ids}
+
+
+def _check(cfg):
+    if cfg.model.model != "opt":
+        raise ValueError(f"config.model.model must be opt; got {cfg.model.model!r}.")
+    if cfg.data.seq_len > cfg.model.max_len:
+        raise ValueError(
+            f"config.data.seq_len must be <= config.model.max_len {cfg.model.max_len}; "
+            f"got {cfg.data.seq_len}."
+        )
+    make_batch(np.random.default_rng(0), 1, cfg.data.seq_len, cfg.model.vocab_size)
+
+
+def task() -> Task:
+    return Task(
+        name="induction",
+        build_model=_build,
+        init=_init,
+        loss=_loss,
+        example_batch=_example,
+        train_iter=_train_iter,
+        eval_batches=_eval_batches,
+        tokens_per_example=lambda cfg: cfg.data.seq_len,
+        logical_rules=_rules,
+        check=_check,
+        positive_fields=("model.num_layers", "model.d_model", "data.seq_len"),
+    )

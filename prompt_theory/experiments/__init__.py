@@ -1,0 +1,1 @@
+"""The prompt-theory experiments: each exposes ``run(config, workdir)`` for a configs/ file."""

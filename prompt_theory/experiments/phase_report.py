@@ -1,0 +1,190 @@
+"""Plots and report.md for the phase-transition experiment (experiments/phase_transition.py)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _fmt(x, spec=".3g"):
+    return "-" if x is None else format(x, spec)
+
+
+def plot_error(err, n, path):
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for g, rows in err["degrees"].items():
+        (line,) = ax.plot(
+            err["B"], rows["max_err"], "o-", label=f"measured, g={g} (r={rows['rank']})"
+        )
+        bound = [b if math.isfinite(b) else None for b in rows["bound"]]
+        ax.plot(err["B"], bound, "--", color=line.get_color(), label=f"bound, g={g}")
+    ax.axvline(math.sqrt(math.log(n)), color="k", lw=0.8, ls=":", label="sqrt(log n)")
+    ax.set(xlabel="B (max-norm of Q, K)", ylabel="max |poly - exact|", yscale="log")
+    ax.set_title(f"Poly attention error at fixed rank (n={n}, scale 1/d)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_degree(deg, d, n, path):
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for eps, rows in deg["eps"].items():
+        (line,) = a1.plot(deg["B"], rows["degree_formula"], "-", label=f"formula, eps={eps}")
+        a1.plot(
+            deg["B"],
+            rows["degree_measured"],
+            "o",
+            color=line.get_color(),
+            label=f"measured, eps={eps}",
+        )
+        a2.plot(deg["B"], rows["rank_formula"], "-", color=line.get_color(), label=f"eps={eps}")
+    a2.axhline(n, color="k", lw=0.8, ls=":", label=f"n = {n}")
+    a1.set(xlabel="B", ylabel="degree g", title="degree needed for error eps")
+    a2.set(
+        xlabel="B", ylabel=f"rank C(d+g, g), d={d}", yscale="log", title="rank needed (worst case)"
+    )
+    a1.legend(fontsize=7)
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_crit(crit, path):
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ps = crit["log2_n"]
+    for kind, style in (("fixed_d", "o-"), ("d_log2_n", "s--")):
+        for eps, vals in crit[kind].items():
+            pts = [(p, v) for p, v in zip(ps, vals, strict=True) if v is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, label=f"B_crit, {kind}, eps={eps}")
+    ax.plot(ps, [math.sqrt(p * math.log(2)) for p in ps], "k:", label="sqrt(log n)")
+    ax.set(xlabel="log2 n", ylabel="B", title="largest B with worst-case poly rank < n")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_time(tm, path):
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for m, secs in tm["seconds"].items():
+        pts = [(n, s) for n, s in zip(tm["n"], secs, strict=True) if s]
+        if pts and m != "exact_best":
+            slope = tm["slopes"][m]
+            a1.plot(*zip(*pts, strict=True), "o-", label=f"{m} (slope {_fmt(slope, '.2f')})")
+        mem = [
+            (n, b)
+            for n, b in zip(tm["n"], tm["temp_bytes"].get(m, [None] * len(tm["n"])), strict=True)
+            if b
+        ]
+        if mem:
+            a2.plot(
+                *zip(*mem, strict=True),
+                "o-",
+                label=f"{m} (slope {_fmt(tm['memory_slopes'][m], '.2f')})",
+            )
+    a1.set(xscale="log", yscale="log", xlabel="n", ylabel="seconds", title="wall time (median)")
+    a2.set(xscale="log", yscale="log", xlabel="n", ylabel="bytes", title="XLA temp memory")
+    a1.legend(fontsize=7)
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(metrics, config, workdir):
+    """PNGs plus report.md summarizing the three parts."""
+    d, err, deg, tm = metrics["d"], metrics["error"], metrics["degree"], metrics["time"]
+    plot_error(err, config.error.n, os.path.join(workdir, "error_vs_B.png"))
+    plot_degree(deg, d, config.degree.n, os.path.join(workdir, "degree_rank_vs_B.png"))
+    plot_crit(deg["B_crit"], os.path.join(workdir, "B_crit_vs_n.png"))
+    plot_time(tm, os.path.join(workdir, "time_vs_n.png"))
+    lines = [
+        "# Phase transition of prompt-tuning inference: polynomial attention vs exact",
+        "",
+        f"Device: {metrics['device']}; d = {d}; score scale 1/d; "
+        f"Q, K entries {config.inputs} (max-norm B).",
+        f"Total {metrics['seconds']:.0f} s.",
+        "",
+        f"## Error at fixed rank (n = {config.error.n})",
+        "",
+        "| B | " + " | ".join(f"g={g} err / bound" for g in err["degrees"]) + " |",
+        "|---|" + "---|" * len(err["degrees"]),
+    ]
+    for i, b in enumerate(err["B"]):
+        cells = [
+            f"{_fmt(r['max_err'][i], '.1e')} / {_fmt(r['bound'][i], '.1e')}"
+            for r in err["degrees"].values()
+        ]
+        lines.append(f"| {b:.2f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"sqrt(log n) = {math.sqrt(math.log(config.error.n)):.2f}. ![error](error_vs_B.png)",
+        "",
+        "## Degree and rank needed for error eps",
+        "",
+        f"Formula: worst case b = B^2; measured: random inputs at n = {config.degree.n}.",
+        "",
+        "| B | " + " | ".join(f"eps={e}: g formula / measured / rank" for e in deg["eps"]) + " |",
+        "|---|" + "---|" * len(deg["eps"]),
+    ]
+    for i, b in enumerate(deg["B"]):
+        cells = [
+            f"{r['degree_formula'][i]} / {_fmt(r['degree_measured'][i], 'd')} / "
+            f"{r['rank_formula'][i]}"
+            for r in deg["eps"].values()
+        ]
+        lines.append(f"| {b:.2f} | " + " | ".join(cells) + " |")
+    crit = deg["B_crit"]
+    lines += [
+        "",
+        "Largest B whose worst-case rank stays below n (B_crit), at the fixed d and at",
+        "d = log2 n (the theorem's d = O(log n)); ratio = B_crit / sqrt(log n):",
+        "",
+        "| log2 n | sqrt(log n) | "
+        + " | ".join(f"{k} eps={e} (ratio)" for k in ("fixed_d", "d_log2_n") for e in crit[k])
+        + " |",
+        "|---|---|" + "---|" * (len(crit["fixed_d"]) + len(crit["d_log2_n"])),
+    ]
+    for i, p in enumerate(crit["log2_n"]):
+        root = math.sqrt(p * math.log(2))
+        cells = [
+            "-" if v[i] is None else f"{v[i]:.2f} ({v[i] / root:.2f})"
+            for k in ("fixed_d", "d_log2_n")
+            for v in crit[k].values()
+        ]
+        lines.append(f"| {p} | {root:.2f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "![degree](degree_rank_vs_B.png) ![crit](B_crit_vs_n.png)",
+        "",
+        f"## Wall time against n (B = {config.time.bound}, median of {config.time.repeats})",
+        "",
+        "| n | " + " | ".join(tm["seconds"]) + " |",
+        "|---|" + "---|" * len(tm["seconds"]),
+    ]
+    for i, n in enumerate(tm["n"]):
+        cells = [_fmt(None if v[i] is None else v[i] * 1e3, ".3g") for v in tm["seconds"].values()]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Times in ms; exact_best is the best of the exact methods run at that n.",
+        "",
+        "| method | time slope | memory slope | crossover n (poly < exact_best) |",
+        "|---|---|---|---|",
+    ]
+    for m, slope in tm["slopes"].items():
+        cross = tm["crossover_n"].get(m, "")
+        mem = _fmt(tm["memory_slopes"].get(m), ".2f")
+        cross = _fmt(cross, "d") if m in tm["crossover_n"] else ""
+        lines.append(f"| {m} | {_fmt(slope, '.2f')} | {mem} | {cross} |")
+    lines += ["", "![time](time_vs_n.png)", ""]
+    with open(os.path.join(workdir, "report.md"), "w") as f:
+        f.write("\n".join(lines))

@@ -1,0 +1,35 @@
+"""The induction experiment: the synthetic no-op task's data, and a tiny run (slow)."""
+
+import numpy as np
+import pytest
+
+from outeffhop.experiments import induction
+from outeffhop.launch.configs import load_config
+
+
+def test_batch_targets():
+    b = induction.make_batch(np.random.default_rng(0), 64, 12, 10)
+    ids, labels = b["input_ids"], b["labels"]
+    assert ids.shape == labels.shape == (64, 12)
+    assert np.all(ids[:, 0] == induction.BOS) and np.all(labels[:, 0] == -100)
+    marked = 0
+    for row, lab in zip(ids, labels, strict=True):
+        where = np.flatnonzero(row == induction.MARK)
+        assert len(where) <= 1
+        if len(where) == 0:
+            np.testing.assert_array_equal(lab[1:], row[1:])  # identity: heads must no-op
+            continue
+        marked += 1
+        i = where[0]
+        np.testing.assert_array_equal(lab[1 : i + 2], row[1 : i + 2])
+        assert np.all(lab[i + 2 :] == row[i + 1])  # after MARK, key: the key
+    assert 10 < marked < 54
+    with pytest.raises(ValueError, match="vocab must be"):
+        induction.make_batch(np.random.default_rng(0), 2, 12, 3)
+
+
+@pytest.mark.slow
+def test_tiny_run(tmp_path):
+    res = induction.run(load_config("induction:tiny"), str(tmp_path))
+    assert [r["variant"] for r in res["results"]] == ["vanilla", "softmax1"]
+    assert (tmp_path / "report.md").exists() and (tmp_path / "induction.png").exists()

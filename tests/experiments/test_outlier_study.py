@@ -1,0 +1,98 @@
+"""The outlier study: job configs, the report layout, the scheduler end to end (slow)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from outeffhop.experiments.outlier_study import jobs as study
+from outeffhop.experiments.outlier_study import report, scheduler
+from outeffhop.launch.configs import load_config
+from tests import ROOT
+
+
+def fake_row(variant, seed, scale):
+    curve = {"layer": [0, 1], "kurtosis": [3.0 * scale, 4.0 * scale], "inf_norm": [5.0, 6.0]}
+    return {
+        "family": "bert",
+        "variant": variant,
+        "seed": seed,
+        "steps": 3,
+        "fp": {"metric": 10.0 + seed, "metric_name": "perplexity"},
+        "avg_kurtosis": 4.0 * scale,
+        "max_inf_norm": 6.0 * scale,
+        "w8a8": {"metric": 11.0 + seed},
+        "quantized": {"W8A8": {"metric": 11.0 + seed}, "W4A8": {"metric": 20.0}},
+        "outliers": {
+            "paper": {"per_layer": {"layer_*/ffn_out": curve}},
+            "ffn": {"avg_kurtosis": 3.0 * scale, "max_inf_norm": 5.0 * scale},
+        },
+        "histogram": {"module": "layer_1/ffn_out", "counts": [1, 5, 1], "edges": [-1, 0, 1, 2]},
+    }
+
+
+def test_report_layout_and_relative_change(tmp_path):
+    rows = [fake_row("vanilla", s, 1.0) for s in (0, 1)] + [
+        fake_row("softmax1", s, 0.5) for s in (0, 1)
+    ]
+    meta = {"preset": "tiny", "steps": "bert 3", "seeds": 2, "machine": "test", "wall_s": 1.0}
+    text = report.write(rows, str(tmp_path), meta, list(study.VARIANTS))
+    assert "| vanilla | 10.5 ± 0.71 | 4 ± 0 | 6 ± 0 |" in text
+    assert "| softmax1 vs vanilla | +0.0% | -50.0% | -50.0% | +0.0% | -50.0% | -50.0% |" in text
+    assert "| vanilla | 10.5 ± 0.71 | 11.5 ± 0.71 | 20 ± 0 |" in text  # ablations
+    for png in ("bert_layers.png", "bert_hist.png"):
+        assert os.path.getsize(tmp_path / png) > 1000
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    np.testing.assert_allclose(saved["table"]["bert"]["softmax1"]["avg kurtosis"], [2.0, 0.0])
+    assert "FP (perplexity)" in study.table_row(rows[0])
+
+
+def test_job_configs():
+    cfg = study.job_config("bert", "quick", "gated+softmax1", 2, {"optim.lr": 0.5})
+    assert cfg.model.attention.normalizer == "softmax1"
+    assert cfg.model.attention.gate == "conditional_per_token"
+    assert cfg.seed == 2 and cfg.optim.lr == 0.5
+    with pytest.raises(ValueError, match="variant must be one of"):
+        study.job_config("bert", "quick", "nope", 0, {})
+    with pytest.raises(ValueError, match="family must be one of"):
+        study.job_config("gpt", "quick", "vanilla", 0, {})
+    quick = load_config("reproduce:quick")
+    jobs = scheduler.jobs_for(quick, "/tmp/x")
+    assert len(jobs) == 3 * 6
+    assert jobs[0]["overrides"]["num_steps"] == 150
+    with pytest.raises(ValueError, match="preset must be one of"):
+        load_config("reproduce:huge")
+
+
+@pytest.mark.slow
+def test_reproduce_tiny_end_to_end_and_mismatched_checkpoint(tmp_path):
+    root = ROOT
+    wd = str(tmp_path / "study")
+    cmd = [sys.executable, "scripts/reproduce.py", "--config", "configs/reproduce.py:tiny"]
+    subprocess.run([*cmd, "--workdir", wd], cwd=root, check=True, capture_output=True)
+    with open(os.path.join(wd, "report.md")) as f:
+        text = f.read()
+    assert "| softmax1 vs vanilla |" in text and "int8-qwix" in text
+    run = os.path.join(wd, "runs", "bert", "vanilla", "seed0")
+    base = [
+        sys.executable,
+        "scripts/evaluate.py",
+        "--config",
+        "configs/bert.py:quick",
+        "--workdir",
+        run,
+        "--config.num_steps=3",
+        "--config.eval_steps=1",
+        "--config.data.max_chars=300000",
+        f"--config.data.cache_dir={wd}/data_cache/bert",
+        "--num_calib=2",
+    ]
+    ok = subprocess.run(base, cwd=root, capture_output=True, text=True)
+    assert ok.returncode == 0 and "avg kurtosis" in ok.stdout
+    bad = subprocess.run(
+        [*base, "--config.model.d_model=64"], cwd=root, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "another shape" in bad.stderr

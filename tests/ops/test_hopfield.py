@@ -1,0 +1,288 @@
+"""Hopfield energy and retrieval: gradient identity, monotone energy, fixed points, no-op memory."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+from hypothesis import given
+from hypothesis import strategies as st
+
+from outeffhop.ops import hopfield
+from outeffhop.ops import hopfield as memory
+from outeffhop.ops.hopfield import hopfield_energy, hopfield_fixed_point, hopfield_retrieve
+
+NORMS = ("softmax", "softmax1")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cheap_compiles():
+    """Tiny shapes: compiling dominates, so skip XLA's costly optimizations in this module."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+def _instance(m=5, d=4, batch=(3,), seed=0):
+    rng = np.random.default_rng(seed)
+    patterns = jnp.asarray(rng.normal(size=(m, d)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=batch + (d,)), jnp.float32)
+    return x, patterns
+
+
+class HopfieldTest(chex.TestCase):
+    @parameterized.parameters(*NORMS)
+    def test_energy_matches_direct_formula(self, normalizer):
+        x, patterns = _instance()
+        beta = 0.7
+        s = beta * np.asarray(x) @ np.asarray(patterns).T
+        lse = np.log((normalizer == "softmax1") + np.exp(s).sum(-1))
+        expected = -lse / beta + 0.5 * (np.asarray(x) ** 2).sum(-1)
+        got = hopfield_energy(x, patterns, beta, normalizer)
+        chex.assert_trees_all_close(got, expected, rtol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*NORMS)
+    def test_grad_of_lse_term_is_retrieval_step(self, normalizer):
+        x, patterns = _instance()
+        beta = 1.3
+
+        def lse_term(x):  # (1/beta) lse(beta * patterns @ x) = 0.5 x.x - E(x)
+            return 0.5 * jnp.sum(x * x) - hopfield_energy(x, patterns, beta, normalizer)
+
+        grads = self.variant(jax.vmap(jax.grad(lse_term)))(x)
+        step = self.variant(lambda x: hopfield_retrieve(x, patterns, beta, normalizer))(x)
+        chex.assert_trees_all_close(grads, step, atol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*NORMS)
+    def test_fixed_point_converges_and_counts_steps(self, normalizer):
+        x, patterns = _instance(batch=(2, 3))
+        beta, tol = 2.0, 1e-5
+        fp = self.variant(
+            lambda x: hopfield_fixed_point(x, patterns, beta, normalizer, max_steps=200, tol=tol)
+        )
+        x_star, steps = fp(x)
+        chex.assert_shape(steps, (2, 3))
+        assert steps.dtype == jnp.int32
+        assert bool(jnp.all((steps >= 1) & (steps < 200)))
+        one_more = hopfield_retrieve(x_star, patterns, beta, normalizer)
+        assert float(jnp.max(jnp.abs(one_more - x_star))) <= 10 * tol
+        # The count equals a plain Python loop that stops each state at its first move <= tol.
+        step = jax.jit(lambda s: hopfield_retrieve(s, patterns, beta, normalizer))
+        state, count, done = x, np.zeros((2, 3), int), np.zeros((2, 3), bool)
+        while not done.all():
+            new = step(state)
+            moved = np.asarray(jnp.max(jnp.abs(new - state), -1))
+            state = jnp.where(done[..., None], state, new)
+            count, done = count + ~done, done | (moved <= tol)
+        np.testing.assert_array_equal(steps, count)
+        chex.assert_trees_all_close(state, x_star, atol=1e-6)
+
+    def test_fixed_point_step_budget(self):
+        x, patterns = _instance()
+        x0, steps0 = hopfield_fixed_point(x, patterns, 1.0, max_steps=0)
+        np.testing.assert_array_equal(x0, x)
+        np.testing.assert_array_equal(steps0, 0)
+        x2, steps2 = hopfield_fixed_point(x, patterns, 1.0, max_steps=2, tol=0.0)
+        np.testing.assert_array_equal(steps2, 2)
+        chex.assert_trees_all_close(x2, hopfield_retrieve(x, patterns, 1.0, steps=2), atol=1e-6)
+
+    def test_query_matching_nothing_retrieves_about_zero_only_with_softmax1(self):
+        # Every stored pattern overlaps the query by <= -1.5: no memory matches it.
+        _, patterns = _instance()
+        patterns = patterns.at[:, 0].set(jnp.abs(patterns[:, 0]) + 0.5)
+        x, beta = jnp.zeros((3, 4)).at[:, 0].set(jnp.array([-3.0, -4.0, -5.0])), 4.0
+        assert bool(jnp.all(x @ patterns.T <= -1.5))
+        null = hopfield_retrieve(x, patterns, beta, "softmax1")
+        vanilla = hopfield_retrieve(x, patterns, beta, "softmax")
+        assert float(jnp.max(jnp.abs(null))) < 0.1  # weights sum to <= 5 exp(-6)
+        assert bool(jnp.all(vanilla[:, 0] >= 0.5))  # a convex combination of the patterns
+
+    @pytest.mark.filterwarnings("ignore")
+    @parameterized.parameters(jnp.float16, jnp.bfloat16)
+    def test_low_precision_keeps_dtype(self, dtype):
+        x, patterns = _instance()
+        x = x.astype(dtype)
+        x_star, _ = hopfield_fixed_point(x, patterns.astype(dtype), 1.0, max_steps=5)
+        assert x_star.dtype == dtype
+        assert hopfield_energy(x, patterns.astype(dtype), 1.0).dtype == dtype
+        assert bool(jnp.all(jnp.isfinite(x_star)))
+
+
+@jax.jit
+def _energy_trajectory(x, patterns, beta):
+    """Energies [normalizer, step, state] along 4 retrieval steps from x."""
+    out = []
+    for normalizer in NORMS:
+        states = [x]
+        for _ in range(4):
+            states.append(hopfield_retrieve(states[-1], patterns, beta, normalizer))
+        out.append(jnp.stack([hopfield_energy(s, patterns, beta, normalizer) for s in states]))
+    return jnp.stack(out)
+
+
+@given(
+    shape=st.sampled_from([(1, 2), (3, 2), (5, 4)]),
+    beta=st.floats(0.05, 20.0),
+    scale=st.floats(0.1, 4.0),
+    seed=st.integers(0, 2**16),
+)
+def test_energy_never_increases_along_retrieval(shape, beta, scale, seed):
+    x, patterns = _instance(*shape, batch=(3,), seed=seed)
+    energy = _energy_trajectory(x, scale * patterns, beta)
+    assert bool(jnp.all(jnp.isfinite(energy)))
+    slack = 1e-5 * (1.0 + jnp.abs(energy[:, :-1]))
+    assert bool(jnp.all(energy[:, 1:] <= energy[:, :-1] + slack)), energy
+
+
+def test_bad_input_names_the_argument():
+    x, patterns = _instance()
+    with pytest.raises(ValueError, match="normalizer must be one of softmax, softmax1"):
+        hopfield_energy(x, patterns, 1.0, "clipped")
+    with pytest.raises(ValueError, match="normalizer must be one of"):
+        hopfield_retrieve(x, patterns, 1.0, "softmax_1")
+    with pytest.raises(ValueError, match="beta must be a positive scalar"):
+        hopfield_energy(x, patterns, -1.0)
+    with pytest.raises(ValueError, match="beta must be a positive scalar"):
+        hopfield_fixed_point(x, patterns, 0.0)
+    with pytest.raises(ValueError, match="beta must be a positive scalar"):
+        hopfield_retrieve(x, patterns, jnp.ones(3))
+    with pytest.raises(ValueError, match=r"patterns must be \[M, d\]"):
+        hopfield_retrieve(x, patterns[0], 1.0)
+    with pytest.raises(ValueError, match=r"x must be \[..., d\]"):
+        hopfield_retrieve(x[:, :3], patterns, 1.0)
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        hopfield_retrieve(x, patterns, 1.0, steps=-1)
+    with pytest.raises(ValueError, match="max_steps must be >= 0"):
+        hopfield_fixed_point(x, patterns, 1.0, max_steps=-1)
+
+
+def _rand(key, *shape):
+    return jax.random.normal(jax.random.key(key), shape)
+
+
+@pytest.mark.parametrize(
+    ("normalizer", "steps"), [pytest.param("softmax", 0, marks=pytest.mark.slow), ("softmax1", 2)]
+)
+def test_retrieve_equals_repeated_hopfield_update_per_head(normalizer, steps):
+    states, stored = _rand(0, 1, 2, 4, 8), _rand(1, 1, 2, 6, 8)
+    betas = (0.5, 2.0)  # one per head, heads on axis 1
+
+    @jax.jit  # one compile instead of many eager ops
+    def both(states, stored):
+        out = memory.retrieve(
+            states, stored, beta=jnp.array(betas), normalizer=normalizer,
+            update_steps_max=steps, update_steps_eps=1e-30,
+        )  # fmt: skip
+        want = [
+            hopfield.hopfield_retrieve(states[0, h], stored[0, h], b, normalizer, steps=steps + 1)
+            for h, b in enumerate(betas)
+        ]
+        return out[0], jnp.stack(want)
+
+    out, want = both(states, stored)
+    np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+def test_energy_matches_pure_formula_per_head():
+    states, stored = _rand(2, 2, 4, 8), _rand(3, 2, 6, 8)
+    betas = (0.3, 4.0)
+
+    @jax.jit
+    def both(states, stored):
+        pairs = []
+        for normalizer in ("softmax", "softmax1"):
+            e = memory.energy(states, stored, beta=jnp.array(betas), normalizer=normalizer)
+            want = [
+                hopfield.hopfield_energy(states[h], stored[h], b, normalizer)
+                for h, b in enumerate(betas)
+            ]
+            pairs.append((e, jnp.stack(want)))
+        return pairs
+
+    for e, want in both(states, stored):
+        assert e.shape == (2, 4)
+        np.testing.assert_allclose(e, want, rtol=1e-5, atol=1e-5)
+
+
+@functools.partial(jax.jit, static_argnames="normalizer")
+def _largest_energy_increase(states, stored, beta, normalizer):
+    x, e, worst = states, memory.energy(states, stored, beta=beta, normalizer=normalizer), -1.0
+    for _ in range(4):
+        x = memory.retrieve(x, stored, beta=beta, normalizer=normalizer)
+        e_new = memory.energy(x, stored, beta=beta, normalizer=normalizer)
+        worst, e = jnp.maximum(worst, jnp.max(e_new - e)), e_new
+    return worst
+
+
+@pytest.mark.slow  # the convergence study's tiny run asserts monotone energy by default
+@given(
+    seed=st.integers(0, 1000),
+    beta=st.floats(0.1, 8.0),
+    normalizer=st.sampled_from(["softmax", "softmax1"]),
+)
+def test_energy_never_increases_along_batched_retrieval(seed, beta, normalizer):
+    states, stored = _rand(seed, 2, 3, 5), _rand(seed + 1, 2, 7, 5)
+    assert float(_largest_energy_increase(states, stored, beta, normalizer)) <= 1e-5
+
+
+@pytest.mark.slow  # the layer tests check softmax1 mass < 1 and masked zeros by default
+def test_softmax1_rows_sum_below_one_and_masked_entries_zero():
+    states, stored = _rand(4, 2, 3, 8), _rand(5, 2, 5, 8)
+    mask = jnp.array([True, False, True, True, False])
+    xi, _ = memory.associate(states, stored, beta=1.0, normalizer="softmax1", mask=mask)
+    assert float(jnp.max(xi.sum(-1))) < 1.0
+    np.testing.assert_array_equal(xi[..., ~np.asarray(mask)], 0.0)
+    xi0, _ = memory.associate(states, stored, beta=1.0, mask=jnp.zeros(5, bool))
+    np.testing.assert_array_equal(xi0, 0.0)
+
+
+@pytest.mark.slow  # the layer's unbounded-iteration test covers update_steps_max=None
+@pytest.mark.parametrize("wrap", [jax.jit, lambda f: f], ids=["jit", "eager"])
+def test_iteration_stops_at_tolerance_and_counts_steps(wrap):
+    states, stored = _rand(6, 4, 2, 8), _rand(7, 4, 6, 8)
+    beta = jnp.array([0.2, 1.0, 3.0, 8.0])  # one per leading index
+
+    @wrap
+    def run(states, stored):
+        return memory.associate(
+            states, stored, beta=beta, update_steps_max=None, update_steps_eps=1e-5
+        )
+
+    xi, steps = run(states, stored)
+    assert steps.shape == (4,) and bool(jnp.all(steps >= 1))
+    xi_next, _ = memory.associate(xi @ stored, stored, beta=beta)
+    np.testing.assert_allclose(xi_next, xi, atol=1e-4)  # a fixed point of the iteration
+    capped, steps2 = memory.associate(states, stored, beta=beta, update_steps_max=2)
+    assert bool(jnp.all(steps2 <= 2))
+
+
+@pytest.mark.slow  # the layer's gradient test covers it in the default run
+def test_finite_update_steps_are_differentiable():
+    states, stored = _rand(8, 3, 8), _rand(9, 5, 8)
+    g = jax.grad(lambda s: memory.retrieve(s, stored, beta=2.0, update_steps_max=3).sum())(states)
+    assert bool(jnp.all(jnp.isfinite(g)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        (dict(normalizer="sparsemax"), "normalizer"),
+        (dict(update_steps_max=-1), "update_steps_max"),
+        (dict(update_steps_eps=0.0), "update_steps_eps"),
+        (dict(beta=-1.0), "beta"),
+    ],
+)
+def test_plain_api_bad_input_names_the_argument(kwargs, field):
+    kwargs = {"beta": 1.0, **kwargs}
+    with pytest.raises(ValueError, match=field):
+        memory.associate(_rand(0, 2, 4), _rand(1, 3, 4), **kwargs)
+    with pytest.raises(ValueError, match="pattern size"):
+        memory.retrieve(_rand(0, 2, 4), _rand(1, 3, 5), beta=1.0)
+    with pytest.raises(ValueError, match="normalizer"):
+        memory.energy(_rand(0, 2, 4), _rand(1, 3, 4), beta=1.0, normalizer="clipped")
