@@ -6,7 +6,7 @@ MLM loss falls from 7.6 = log(2048) to eval loss 5.80 at step 300):
 Presets:
     quick  bert-tiny (2L/32/4H), vocab 2048, seq 64, 300 steps of batch 16, 1.5 MB corpus cap.
     cpu    4L/128/4H/512, WordPiece 8192, seq 128, 6000 steps of batch 16 (~1 h on 2 cores;
-           DESIGN section 8 saw MLM loss ~5.3 after 5000 steps at d=64).
+           an earlier d=64 run reached MLM loss ~5.3 after 5000 steps).
     paper  bert-base (12L/768/12H), seq 128, batch 256, 200k steps, AdamW lr 1e-4 linear,
            warmup 10k, wd 0.01, clip 1.0, BookCorpus + Wikipedia (needs `pip install
            outeffhop[data]` and the corpora cached locally); TPU pod / multi-GPU scale.

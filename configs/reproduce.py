@@ -6,7 +6,7 @@ Presets:
     tiny   3 steps per run, 2 variants, BERT only: the end-to-end test (~1 min).
     quick  tiny models (2L/32), 150 steps per run, 6 variants x 3 families, one seed. Shows
            the table's layout and the FFN-output trend; no outliers or W8A8 gap can form at
-           this size (DESIGN section 8): the report says so.
+           this size (docs/results.md): the report says so.
     cpu    OPT (pre-LN causal LM) and BERT (post-LN MLM), 4L/128, vanilla vs softmax1, 5000
            steps, lr 2e-3 constant, no dropout / weight decay, one seed, 2 rounds of 2 pinned
            runs on 2 cores (69 min before the CPU speed changes, with other jobs alongside;
@@ -47,7 +47,7 @@ def get_config(arg: str = "quick"):
     c.overrides = ml_collections.ConfigDict()  # per family: trainer fields to override
     c.notes = (  # lines appended to the report
         "Quick preset: the models are too small and too briefly trained to grow the papers' "
-        "outliers; the quantization gap needs the cpu / paper presets (DESIGN section 8).",
+        "outliers; the quantization gap needs the cpu / paper presets.",
     )
     if arg in ("tiny", "quick"):
         c.num_seeds = 1
@@ -70,7 +70,7 @@ def get_config(arg: str = "quick"):
         c.variants = ("vanilla", "softmax1")
         c.ablations = ()
     if arg == "cpu":
-        # The search for outliers at CPU scale (DESIGN section 8 leads): the pre-LN causal LM
+        # The search for outliers at CPU scale (docs/results.md): the pre-LN causal LM
         # and the post-LN MLM, 4L/128, lr 2e-3 constant, no dropout, no weight decay; the
         # two variants the papers' claim is about, one seed (2 rounds of 2 pinned jobs).
         c.families = ("opt", "bert")
@@ -87,7 +87,7 @@ def get_config(arg: str = "quick"):
             "",
             "What was tried before this preset showed outliers (this machine, one seed each): "
             "the quick preset (2L/32, 150 steps): no separation, W8A8 free; BERT 4L/64, lr "
-            "2e-3, 5000 steps (DESIGN section 8): FFN-output inf-norm 44.6 vanilla vs 34.2 "
+            "2e-3, 5000 steps: FFN-output inf-norm 44.6 vanilla vs 34.2 "
             "Softmax_1, layer outputs Gaussian, W8A8 free; BERT 4L/128 with dropout 0.1, "
             "weight decay 0.01, lr 1e-3, 1400 steps: variants indistinguishable; the outlier "
             "induction task (2L/64 OPT, 3000 steps): no massive activations. What made the "
@@ -98,8 +98,8 @@ def get_config(arg: str = "quick"):
             o = ml_collections.ConfigDict()
             o.num_steps = 5000  # optimizer steps per run
             o.optim = ml_collections.ConfigDict()
-            o.optim.lr = 2e-3  # DESIGN section 8: the rate at which FFN outliers grew
-            o.optim.weight_decay = 0.0  # no weight decay (DESIGN section 8)
+            o.optim.lr = 2e-3  # the rate at which FFN outliers grew at d=64
+            o.optim.weight_decay = 0.0  # no weight decay
             o.optim.schedule = "constant"  # constant after warmup
             o.model = ml_collections.ConfigDict()
             o.model.hidden_dropout = 0.0  # no dropout

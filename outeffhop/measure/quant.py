@@ -1,6 +1,6 @@
 """W8A8 post-training fake quantization: quantizer, range estimators, sites, calibration.
 
-Protocol (DESIGN section 5): weights symmetric per tensor (or per output channel) from their
+Protocol (docs/outliers_and_w8a8.md): weights symmetric per tensor (or per output channel) from their
 current min/max; activations asymmetric per tensor with static ranges from calibration
 batches. Quantizer sites are inserted with ``nn.intercept_methods``: no model code changes.
 A site is (module class, path regex, method, input or output); the defaults quantize the
@@ -176,7 +176,7 @@ NORM_INPUTS = Site(module_type="LayerNorm|RMSNorm")
 ATTENTION_SCORES = Site(module_type="AttentionProbe", path=r".*/scores", where="output")
 ATTENTION_WEIGHTS = Site(module_type="AttentionProbe", path=r".*/weights", where="output")
 ATTENTION_SITES = (ATTENTION_SCORES, ATTENTION_WEIGHTS)
-# DESIGN section 5: linear inputs (Q/K/V inputs, context, FFN), LayerNorm inputs (residual
+# The papers' sites: linear inputs (Q/K/V inputs, context, FFN), LayerNorm inputs (residual
 # and embedding sums), attention scores and softmax outputs.
 DEFAULT_SITES = (LINEAR_INPUTS, NORM_INPUTS, *ATTENTION_SITES)
 

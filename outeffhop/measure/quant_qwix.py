@@ -1,4 +1,4 @@
-"""Real int8 static-range PTQ of a Linen model's matmuls with qwix (DESIGN section 9).
+"""Real int8 static-range PTQ of a Linen model's matmuls with qwix (docs/outliers_and_w8a8.md).
 
 Every ``dot_general`` (the Dense / DenseGeneral matmuls; attention's q.k and p.v einsums
 stay in float) runs as int8 x int8 -> int32: weights symmetric int8 (absmax), activations

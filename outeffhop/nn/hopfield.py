@@ -21,106 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from outeffhop.nn import hopfield_checks as checks
 from outeffhop.ops import entmax
 from outeffhop.ops import hopfield as memory
-from outeffhop.ops import softmax as sm
 
 PATTERN_INIT = nn.initializers.normal(stddev=0.02)  # learned patterns and weights
-# gsh: STanHop's Generalized Sparse Hopfield, alpha-entmax with a learned alpha per head.
-NORMALIZERS = (*sm.NORMALIZERS, "gsh")
-
-
-def _check_config(m) -> None:
-    """Raises ValueError (one sentence naming the field) for a bad Hopfield configuration."""
-    sm.check_normalizer(m.normalizer, NORMALIZERS)
-    if m.normalizer == "gsh" and m.update_steps_max != 0:
-        raise ValueError(f"normalizer='gsh' needs update_steps_max=0; got {m.update_steps_max!r}.")
-    if m.normalizer.startswith("clipped") and (m.gamma is None or m.zeta is None):
-        raise ValueError(f"normalizer={m.normalizer!r} needs gamma and zeta; got None.")
-    if not isinstance(m.num_heads, int) or m.num_heads < 1:
-        raise ValueError(f"num_heads must be a positive int; got {m.num_heads!r}.")
-    for name in ("input_size", "hidden_size", "output_size", "pattern_size"):
-        v = getattr(m, name)
-        if v is not None and (not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be a positive int or None; got {v!r}.")
-    for name in ("stored_pattern_size", "pattern_projection_size"):
-        v = getattr(m, name)
-        if v is not None and (not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name} must be a positive int or None; got {v!r}.")
-    if m.input_size is None and not _static_execution(m):
-        raise ValueError(
-            "input_size is required unless all patterns are static, the Hopfield-space norm "
-            "is off and the output projection is disabled."
-        )
-    if m.hidden_size is None and m.input_size is not None and m.input_size % m.num_heads:
-        raise ValueError(
-            f"num_heads={m.num_heads} must divide input_size={m.input_size} when "
-            "hidden_size (the per-head size) is not given."
-        )
-    steps = m.update_steps_max
-    if steps is not None:
-        arr = np.asarray(steps)
-        if arr.dtype.kind not in "iu" or np.any(arr < 0) or arr.ndim > 1:
-            raise ValueError(
-                f"update_steps_max must be a non-negative int, one per head, or None; "
-                f"got {steps!r}."
-            )
-        if arr.ndim == 1 and arr.shape[0] != m.num_heads:
-            raise ValueError(f"update_steps_max must have num_heads={m.num_heads} entries.")
-    for name in ("scaling", "update_steps_eps"):
-        v = getattr(m, name)
-        if v is None:
-            continue
-        arr = np.asarray(v, dtype=np.float64)
-        if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != m.num_heads) or np.any(arr <= 0):
-            raise ValueError(
-                f"{name} must be a positive float or one per head ({m.num_heads}); got {v!r}."
-            )
-    if not 0.0 <= m.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1); got {m.dropout!r}.")
-    if not isinstance(m.batch_first, bool):
-        raise ValueError(f"batch_first must be a bool; got {m.batch_first!r}.")
-    act = m.association_activation
-    if act is not None and not callable(getattr(jax.nn, str(act), None)):
-        raise ValueError(f"association_activation must name a jax.nn function; got {act!r}.")
-    if m.pattern_projection_as_connected:
-        if m.stored_pattern_as_static:
-            raise ValueError(
-                "pattern_projection_as_connected needs stored_pattern_as_static=False "
-                "(values are formed with the stored-pattern projection)."
-            )
-        if m.pattern_projection_as_static and m.pattern_dim != m.head_dim:
-            raise ValueError(
-                f"pattern_size must equal the per-head hidden size {m.head_dim} for static "
-                f"connected projections; got {m.pattern_size}."
-            )
-        kdim = m.stored_pattern_size or m.input_size
-        vdim = m.pattern_projection_size or m.input_size
-        if kdim != vdim:
-            raise ValueError(
-                f"pattern_projection_as_connected needs pattern_projection_size == "
-                f"stored_pattern_size; got {vdim} and {kdim}."
-            )
-    if m.concat_bias_pattern and (m.stored_pattern_as_static or m.pattern_projection_as_static):
-        raise ValueError("concat_bias_pattern needs non-static stored patterns and projections.")
-
-
-def _per_head(value, dtype):
-    """A scalar stays a scalar; a per-head sequence becomes an array [H] (lead dims [B, H])."""
-    arr = np.asarray(value, dtype)
-    return arr if arr.ndim == 0 else arr.reshape(-1)
-
-
-def _static_execution(m) -> bool:
-    """hflayers' static-only mode: every projection, the norm in Hopfield space and W_O off."""
-    return (
-        m.stored_pattern_as_static
-        and m.state_pattern_as_static
-        and m.pattern_projection_as_static
-        and not m.pattern_projection_as_connected
-        and not m.normalize_hopfield_space
-        and m.disable_out_projection
-    )
+NORMALIZERS = checks.NORMALIZERS
 
 
 class Hopfield(nn.Module):
@@ -172,7 +78,7 @@ class Hopfield(nn.Module):
     param_dtype: Any = jnp.float32
 
     def __post_init__(self):
-        _check_config(self)
+        checks.check_config(self)
         super().__post_init__()
 
     # Sizes, resolved as hflayers does.
@@ -239,36 +145,10 @@ class Hopfield(nn.Module):
             return jnp.broadcast_to(x[:, None], (x.shape[0], self.num_heads) + x.shape[1:])
         return x.reshape(x.shape[:2] + (self.num_heads, size)).transpose(0, 2, 1, 3)
 
-    def _check_inputs(self, stored, state, projection):
-        def need(x, name, size, field):
-            if x.ndim != 3:
-                raise ValueError(f"{name} must be 3-D [batch, length, features]; got {x.shape}.")
-            if size is not None and x.shape[-1] != size:
-                raise ValueError(f"{name} has {x.shape[-1]} features; {field} needs {size}.")
-
-        hd, pd, d = self.head_dim, self.pattern_dim, self.input_size
-        if _static_execution(self):
-            need(state, "state pattern", None, "")
-            hd = pd = state.shape[-1]
-        size = hd if self.stored_pattern_as_static else self.stored_pattern_size or d
-        need(stored, "stored pattern", size, "stored_pattern_size (or input_size)")
-        need(state, "state pattern", hd if self.state_pattern_as_static else d, "input_size")
-        if self.pattern_projection_as_static and not self.pattern_projection_as_connected:
-            size = None if self.disable_out_projection else pd
-            need(projection, "pattern projection", size, "pattern_size (static projection)")
-        else:
-            size = self.pattern_projection_size or d
-            need(projection, "pattern projection", size, "pattern_projection_size (or input_size)")
-        if stored.shape[:2] != projection.shape[:2] or stored.shape[0] != state.shape[0]:
-            raise ValueError(
-                f"stored patterns and pattern projections must share batch and length, and the "
-                f"state patterns the batch; got {stored.shape}, {projection.shape}, {state.shape}."
-            )
-
     def _beta(self, head_dim):
         if self.scaling is None:
-            return 1.0 if _static_execution(self) else 1.0 / math.sqrt(head_dim)
-        return _per_head(self.scaling, np.float32)
+            return 1.0 if checks.static_execution(self) else 1.0 / math.sqrt(head_dim)
+        return checks.per_head(self.scaling, np.float32)
 
     def __call__(
         self,
@@ -293,7 +173,7 @@ class Hopfield(nn.Module):
             stored = state = projection = jnp.asarray(inputs)
         if not self.batch_first:
             stored, state, projection = (jnp.swapaxes(x, 0, 1) for x in (stored, state, projection))
-        self._check_inputs(stored, state, projection)
+        checks.check_inputs(self, stored, state, projection)
         out, xi = self._associate(
             stored, state, projection, stored_pattern_mask, association_mask, deterministic
         )
@@ -303,16 +183,31 @@ class Hopfield(nn.Module):
 
     def _associate(self, stored, state, projection, pad_mask, assoc_mask, deterministic):
         """Batch-first core: returns (out [B, L, out], xi [B, H, L, S'])."""
-        b, s = stored.shape[:2]
-        hd = state.shape[-1] if _static_execution(self) else self.head_dim
-        pd = projection.shape[-1] if _static_execution(self) else self.pattern_dim
+        static = checks.static_execution(self)
+        hd = state.shape[-1] if static else self.head_dim
+        pd = projection.shape[-1] if static else self.pattern_dim
+        q, k, v = self._project(stored, state, projection, hd, pd)
+        mask = self._mask(pad_mask, assoc_mask, stored.shape[:2], q.shape[2])
+        k, v, mask = self._append_patterns(k, v, mask, hd, pd)
+        xi = self._gsh(q, k, hd, mask) if self.normalizer == "gsh" else self._xi(q, k, hd, mask)
+        self.sow("intermediates", "association", xi)
+        weights = self.drop(xi, deterministic=deterministic or self.dropout == 0.0)
+        out = jnp.einsum("bhls,bhsp->blhp", weights.astype(v.dtype), v)
+        out = out.reshape(out.shape[:2] + (-1,))
+        if self.out_proj is not None:
+            out = self.out_proj(out)
+        if self.association_activation is not None:
+            out = getattr(jax.nn, self.association_activation)(out)
+        return out, xi
+
+    def _project(self, stored, state, projection, hd, pd):
+        """Input LayerNorms, W_Q / W_K / W_V, heads split: q [B, H, L, hd], k, v [B, H, S, .]."""
         if self.norm_stored is not None:
             stored = self.norm_stored(stored)
         if self.norm_state is not None:
             state = self.norm_state(state)
         if self.norm_projection is not None:
             projection = self.norm_projection(projection)
-
         q = state if self.q_proj is None else self.q_proj(state)
         k = stored if self.k_proj is None else self.k_proj(stored)
         connected = self.pattern_projection_as_connected
@@ -324,7 +219,11 @@ class Hopfield(nn.Module):
         v = self._split(v, self.v_proj is None and not connected, pd)
         if self.norm_hopfield is not None:
             q, k = self.norm_hopfield(q), self.norm_hopfield(k)
+        return q, k, v
 
+    def _mask(self, pad_mask, assoc_mask, bs, length):
+        """The stored-pattern and association masks combined, 4-D [B|1, H|1, L|1, S], or None."""
+        b, s = bs
         mask = None
         if pad_mask is not None:
             pad_mask = jnp.asarray(pad_mask, bool)
@@ -337,51 +236,47 @@ class Hopfield(nn.Module):
         if assoc_mask is not None:
             assoc_mask = jnp.asarray(assoc_mask, bool)
             try:
-                jnp.broadcast_shapes(assoc_mask.shape, (b, self.num_heads, q.shape[2], s))
+                jnp.broadcast_shapes(assoc_mask.shape, (b, self.num_heads, length, s))
             except ValueError:
                 raise ValueError(
                     f"association_mask must broadcast to [B, H, L, S] = "
-                    f"{(b, self.num_heads, q.shape[2], s)}; got {assoc_mask.shape}."
+                    f"{(b, self.num_heads, length, s)}; got {assoc_mask.shape}."
                 ) from None
             mask = assoc_mask if mask is None else mask & assoc_mask
         if mask is not None:
             mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+        return mask
+
+    def _append_patterns(self, k, v, mask, hd, pd):
+        """The learned bias pattern and the zero pattern as extra, never masked, stored keys."""
         extra = []
         if self.concat_bias_pattern:
             extra.append((self.bias_k, self.bias_v))
         if self.add_zero_association:
             extra.append((jnp.zeros((1, 1, hd), k.dtype), jnp.zeros((1, 1, pd), v.dtype)))
-        for ek, ev in extra:  # one more stored pattern, never masked
+        for ek, ev in extra:
             k = jnp.concatenate([k, jnp.broadcast_to(ek.astype(k.dtype), k.shape[:2] + (1, hd))], 2)
             v = jnp.concatenate([v, jnp.broadcast_to(ev.astype(v.dtype), v.shape[:2] + (1, pd))], 2)
             if mask is not None:
                 mask = jnp.concatenate([mask, jnp.ones(mask.shape[:-1] + (1,), bool)], axis=-1)
+        return k, v, mask
 
+    def _xi(self, q, k, hd, mask):
+        """The association matrix of ``ops.hopfield.associate`` (hflayers' iteration)."""
         steps_max = self.update_steps_max
-        if self.normalizer == "gsh":
-            xi = self._gsh(q, k, hd, mask)
-        else:
-            xi, _ = memory.associate(
-                q,
-                k,
-                beta=self._beta(hd),
-                normalizer=self.normalizer,
-                update_steps_max=None if steps_max is None else _per_head(steps_max, np.int32),
-                update_steps_eps=_per_head(self.update_steps_eps, np.float32),
-                mask=mask,
-                gamma=self.gamma,
-                zeta=self.zeta,
-                stop_axes=(0,),
-            )
-        self.sow("intermediates", "association", xi)
-        weights = self.drop(xi, deterministic=deterministic or self.dropout == 0.0)
-        out = jnp.einsum("bhls,bhsp->blhp", weights.astype(v.dtype), v)
-        out = out.reshape(out.shape[:2] + (-1,))
-        if self.out_proj is not None:
-            out = self.out_proj(out)
-        if self.association_activation is not None:
-            out = getattr(jax.nn, self.association_activation)(out)
-        return out, xi
+        xi, _ = memory.associate(
+            q,
+            k,
+            beta=self._beta(hd),
+            normalizer=self.normalizer,
+            update_steps_max=None if steps_max is None else checks.per_head(steps_max, np.int32),
+            update_steps_eps=checks.per_head(self.update_steps_eps, np.float32),
+            mask=mask,
+            gamma=self.gamma,
+            zeta=self.zeta,
+            stop_axes=(0,),
+        )
+        return xi
 
     def _gsh(self, q, k, hd, mask):
         """GSH association: alpha-entmax(beta q k^T) per head, alpha = 1 + sigmoid(param) [H].

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from outeffhop.nn import hopfield_checks as checks
 from outeffhop.nn.hopfield import PATTERN_INIT, Hopfield
 
 CONSTANTS = "constants"
@@ -77,7 +78,7 @@ class HopfieldPooling(Hopfield):
         projection = _batch_first(projection, self.batch_first)
         b = stored.shape[0]
         state = jnp.broadcast_to(self.pooling_weights, (b,) + self.pooling_weights.shape)
-        self._check_inputs(stored, state, projection)
+        checks.check_inputs(self, stored, state, projection)
         out, xi = self._associate(
             stored, state, projection, stored_pattern_mask, association_mask, deterministic
         )
@@ -133,7 +134,7 @@ class HopfieldLayer(Hopfield):
         stored = jnp.broadcast_to(self.lookup_weights, (b,) + self.lookup_weights.shape)
         targets = self.lookup_weights if self.target_weights is None else self.target_weights
         projection = jnp.broadcast_to(targets, (b,) + targets.shape)
-        self._check_inputs(stored, state, projection)
+        checks.check_inputs(self, stored, state, projection)
         out, xi = self._associate(
             stored, state, projection, stored_pattern_mask, association_mask, deterministic
         )

@@ -114,7 +114,7 @@ def softmax_1(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> j
 
     Equals softmax over ``[x, 0]`` with the last entry dropped; the outputs sum to less
     than 1. Computed stably as ``softmax(x) * sigmoid(lse(x))`` with lse = m + log sum_j
-    exp(x_j - m), m = max_j x_j: the same value as DESIGN's form
+    exp(x_j - m), m = max_j x_j: the same value as the form
     ``exp(x - m') / (exp(-m') + sum_j exp(x_j - m'))``, m' = max(m, 0), and like it never
     exponentiates a large positive number, so very negative, +-1e4 or fully masked rows
     stay finite (masked rows give 0). The backward pass uses y only (custom JVP).

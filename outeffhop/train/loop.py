@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -128,15 +129,24 @@ def _check_finite(step, values, last_saved):
         )
 
 
-def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
-    """Train ``config`` in ``workdir`` (resuming from its newest checkpoint); return the state.
+@dataclasses.dataclass
+class _Run:
+    """Everything a training run sets up before its first step (``_setup``)."""
 
-    ``devices`` (default: all of every process) span the mesh.
-    Writes ``workdir/metrics.jsonl``, ``workdir/tb`` and ``workdir/checkpoints``. Raises
-    ValueError for a bad config or checkpoint before anything on disk changes, and
-    NonFiniteLossError (naming the step) when the loss goes NaN/inf.
-    """
-    cfg = config
+    cfg: object
+    task: object
+    mesh: object
+    model: object
+    tx: object
+    schedule: object
+    init: object
+    abstract: dict
+    shardings: dict
+    resume_step: int | None
+
+
+def _setup(cfg, workdir: str, devices) -> _Run:
+    """Checks the config and the checkpoint; builds model, optimizer and state shardings."""
     sharding.maybe_initialize_distributed(cfg.distributed)
     task = tasks.get_task(cfg.task)
     mesh = sharding.make_mesh(devices)
@@ -148,44 +158,70 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
     model = task.build_model(cfg)
     schedule = optim.learning_rate_schedule(cfg.optim, cfg.num_steps)
     tx = optim.make_optimizer(cfg.optim, cfg.num_steps)
-    init_key, _ = _keys(cfg)
-
     init = functools.partial(init_fn, cfg=cfg, task=task, model=model, tx=tx)
-    abstract = jax.eval_shape(init, init_key)
+    abstract = jax.eval_shape(init, _keys(cfg)[0])
     shardings = sharding.state_shardings(
         abstract, mesh, cfg.parallelism, cfg.fsdp_min_size, _param_specs(cfg, task, model)
     )
     resume_step = checkpoint.latest_compatible_step(workdir, abstract["params"])
     if jax.process_count() > 1:  # every process inspects before any creates the directory
         multihost_utils.sync_global_devices("outeffhop.train: checkpoints inspected")
+    return _Run(cfg, task, mesh, model, tx, schedule, init, abstract, shardings, resume_step)
 
-    pidx, pcount = jax.process_index(), jax.process_count()
-    data_iter = task.train_iter(cfg, workdir, pidx, pcount)
-    mngr = checkpoint.make_manager(workdir, cfg.max_to_keep)
-    if resume_step is None:
-        state = jax.jit(init, out_shardings=shardings)(init_key)
-    else:
-        target = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
-        )
-        state = checkpoint.restore(mngr, resume_step, target, data_iter)
-        logging.warning("resumed from %s step %d", mngr.directory, resume_step)
 
-    replicated = NamedSharding(mesh, P())
-    batch_sh = sharding.batch_sharding(mesh)
+def _initial_state(run: _Run, mngr, data_iter):
+    """A fresh sharded state, or the newest checkpoint restored into the same shardings."""
+    if run.resume_step is None:
+        return jax.jit(run.init, out_shardings=run.shardings)(_keys(run.cfg)[0])
+    target = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        run.abstract,
+        run.shardings,
+    )
+    state = checkpoint.restore(mngr, run.resume_step, target, data_iter)
+    logging.warning("resumed from %s step %d", mngr.directory, run.resume_step)
+    return state
+
+
+def _compiled_steps(run: _Run):
+    """The jitted train step (state donated) and eval step, with in/out shardings."""
+    replicated = NamedSharding(run.mesh, P())
+    batch_sh = sharding.batch_sharding(run.mesh)
+    step = functools.partial(
+        train_step, cfg=run.cfg, task=run.task, model=run.model, tx=run.tx, schedule=run.schedule
+    )
     step_fn = jax.jit(
-        functools.partial(train_step, cfg=cfg, task=task, model=model, tx=tx, schedule=schedule),
-        in_shardings=(shardings, batch_sh),
-        out_shardings=(shardings, replicated),
+        step,
+        in_shardings=(run.shardings, batch_sh),
+        out_shardings=(run.shardings, replicated),
         donate_argnums=0,
     )
     eval_fn = jax.jit(
-        functools.partial(eval_step, task=task, model=model),
-        in_shardings=(shardings["params"], batch_sh),
+        functools.partial(eval_step, task=run.task, model=run.model),
+        in_shardings=(run.shardings["params"], batch_sh),
         out_shardings=replicated,
     )
+    return step_fn, eval_fn
+
+
+def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
+    """Train ``config`` in ``workdir`` (resuming from its newest checkpoint); return the state.
+
+    ``devices`` (default: all of every process) span the mesh.
+    Writes ``workdir/metrics.jsonl``, ``workdir/tb`` and ``workdir/checkpoints``. Raises
+    ValueError for a bad config or checkpoint before anything on disk changes, and
+    NonFiniteLossError (naming the step) when the loss goes NaN/inf.
+    """
+    cfg = config
+    run = _setup(cfg, workdir, devices)
+    pidx, pcount = jax.process_index(), jax.process_count()
+    data_iter = run.task.train_iter(cfg, workdir, pidx, pcount)
+    mngr = checkpoint.make_manager(workdir, cfg.max_to_keep)
+    state = _initial_state(run, mngr, data_iter)
+    step_fn, eval_fn = _compiled_steps(run)
     eval_batches = [
-        sharding.global_batch(b, mesh) for b in task.eval_batches(cfg, workdir, pidx, pcount)
+        sharding.global_batch(b, run.mesh)
+        for b in run.task.eval_batches(cfg, workdir, pidx, pcount)
     ]
     start = int(jax.device_get(state["step"]))
     log = metrics_log.MetricsLog(
@@ -195,10 +231,23 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
         num_steps=cfg.num_steps,
         progress_bar=cfg.progress_bar,
     )
-    tokens_per_step = cfg.batch_size * task.tokens_per_example(cfg)
+    try:
+        state = _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, start)
+    finally:
+        mngr.wait_until_finished()
+        mngr.close()
+        log.close()
+    return state
+
+
+def _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, start):
+    """Steps start + 1 .. num_steps: metrics read one step late, eval and checkpoints."""
+    cfg = run.cfg
+    tokens_per_step = cfg.batch_size * run.task.tokens_per_example(cfg)
     # CPU collectives (gloo) deadlock when several steps are in flight across processes.
-    sync_every_step = cfg.sync_every_step or (pcount > 1 and jax.default_backend() == "cpu")
-    last_saved = resume_step
+    multi_cpu = jax.process_count() > 1 and jax.default_backend() == "cpu"
+    sync_every_step = cfg.sync_every_step or multi_cpu
+    last_saved = run.resume_step
     pending = None
     clock = {"t": time.perf_counter(), "step": start}
 
@@ -215,34 +264,29 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
             clock.update(t=now, step=step)
             log.write(step, values)
 
-    try:
-        for step in range(start + 1, cfg.num_steps + 1):
-            batch = sharding.global_batch(next(data_iter), mesh)
-            state, dev_metrics = step_fn(state, batch)
-            if sync_every_step:
-                jax.block_until_ready(dev_metrics)
-            if pending is not None:
-                settle(pending)
-            pending = (step, dev_metrics)
-            is_last = step == cfg.num_steps
-            do_eval = bool(eval_batches) and (
-                is_last or (cfg.eval_every and step % cfg.eval_every == 0)
-            )
-            do_save = is_last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
-            if do_eval or do_save:
-                settle(pending)  # a checkpoint is written only after its step checked finite
-                pending = None
-            if do_eval:
-                sums = [eval_fn(state["params"], b) for b in eval_batches]
-                s, w, c = (float(sum(x[i] for x in jax.device_get(sums))) for i in range(3))
-                log.write(step, {"eval_loss": s / max(w, 1.0), "eval_accuracy": c / max(w, 1.0)})
-            if do_save:
-                checkpoint.save(mngr, step, state, data_iter)
-                last_saved = step
+    for step in range(start + 1, cfg.num_steps + 1):
+        batch = sharding.global_batch(next(data_iter), run.mesh)
+        state, dev_metrics = step_fn(state, batch)
+        if sync_every_step:
+            jax.block_until_ready(dev_metrics)
         if pending is not None:
             settle(pending)
-    finally:
-        mngr.wait_until_finished()
-        mngr.close()
-        log.close()
+        pending = (step, dev_metrics)
+        is_last = step == cfg.num_steps
+        do_eval = bool(eval_batches) and (
+            is_last or (cfg.eval_every and step % cfg.eval_every == 0)
+        )
+        do_save = is_last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+        if do_eval or do_save:
+            settle(pending)  # a checkpoint is written only after its step checked finite
+            pending = None
+        if do_eval:
+            sums = [eval_fn(state["params"], b) for b in eval_batches]
+            s, w, c = (float(sum(x[i] for x in jax.device_get(sums))) for i in range(3))
+            log.write(step, {"eval_loss": s / max(w, 1.0), "eval_accuracy": c / max(w, 1.0)})
+        if do_save:
+            checkpoint.save(mngr, step, state, data_iter)
+            last_saved = step
+    if pending is not None:
+        settle(pending)
     return state

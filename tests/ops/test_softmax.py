@@ -124,7 +124,7 @@ ADVERSARIAL = [
 
 
 def test_softmax_1_equals_design_stable_form():
-    # DESIGN section 4: m = max(max_j x_j, 0), exp(x - m) / (exp(-m) + sum_j exp(x_j - m)).
+    # The textbook stable form: m = max(max_j x_j, 0), exp(x - m) / (exp(-m) + sum_j exp(x_j - m)).
     x = jnp.asarray(ADVERSARIAL[:4] + [[-30.0, -25.0, -40.0, -20.0], [1.0, 2.0, 3.0, 4.0]])
     m = jnp.maximum(jnp.max(x, -1, keepdims=True), 0.0)
     design = jnp.exp(x - m) / (jnp.exp(-m) + jnp.sum(jnp.exp(x - m), -1, keepdims=True))
