@@ -35,7 +35,7 @@ def mlm_prediction_cap(seq_len: int, mask_prob: float = 0.15, sigmas: float = 4.
 
     With each of L positions scored independently with probability p (the data pipeline's
     masking), a row exceeds K with probability ~3e-5 at 4 sigmas; callers must then fall back
-    to the full head (``task_adapters`` does, so no scored token is ever dropped).
+    to the full head (``train.tasks._transformer`` does, so no scored token is ever dropped).
     """
     if seq_len < 1:
         raise ValueError(f"seq_len must be a positive integer; got {seq_len}.")
