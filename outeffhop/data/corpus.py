@@ -4,15 +4,16 @@ import ast
 import hashlib
 import importlib
 import json
-import os
 import pathlib
 import sys
 import sysconfig
 from collections.abc import Iterator
 
 import numpy as np
+from etils import epath
 
 from outeffhop.data import hf_corpus
+from outeffhop.data.tokenizer import write_atomic
 
 TEXT_CORPORA = ("stdlib", "text_files", *hf_corpus.FILE_FORMATS, *hf_corpus.HF_CORPORA)
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
@@ -71,14 +72,11 @@ def stdlib_documents(max_chars: int = 0, cache_dir: str | None = None) -> list[s
     if not cache_dir:
         return _take(_iter_stdlib_documents(), max_chars)
     tag = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    cache = pathlib.Path(cache_dir) / f"stdlib-corpus-py{tag}-max{max_chars}.json"
+    cache = epath.Path(cache_dir) / f"stdlib-corpus-py{tag}-max{max_chars}.json"
     if cache.exists():
         return json.loads(cache.read_text(encoding="utf-8"))
     docs = _take(_iter_stdlib_documents(), max_chars)  # parses only as far as needed
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(docs), encoding="utf-8")
-    tmp.replace(cache)  # atomic: concurrent processes never read a half-written file
+    write_atomic(cache, json.dumps(docs).encode("utf-8"))
     return docs
 
 
