@@ -186,7 +186,7 @@ def test_shard_errors_name_the_field(mlm_shards, tmp_path):
         _make(mlm_shards, shards_dir="")
     with pytest.raises(ValueError, match="local or mounted"):
         _make(mlm_shards, shards_dir="gs://bucket/shards")
-    with pytest.raises(FileNotFoundError, match="prepare_data"):
+    with pytest.raises(ValueError, match="prepare_data"):
         _make(mlm_shards, shards_dir=str(tmp_path))
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -243,7 +243,7 @@ def test_tokenizer_path_special_ids_drive_masking(tmp_path, fmt):
 
 
 def test_bad_tokenizer_paths(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tokenizer_path"):
+    with pytest.raises(ValueError, match="tokenizer_path"):
         tokenizer.load_tokenizer(str(tmp_path / "none.json"))
     with pytest.raises(ValueError, match="neither tokenizer.json nor vocab.txt"):
         tokenizer.load_tokenizer(str(tmp_path))

@@ -265,6 +265,8 @@ def batch_stage(ds, dcfg, *, train, seed, global_batch, pi, pc, num_classes):
             seed=seed + 1,
         )
     if g("num_workers", 0) > 0:
+        # One thread per worker process: decoding is CPU-bound, the processes are the parallelism.
+        read = grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)
         opts = grain.MultiprocessingOptions(num_workers=int(g("num_workers")))
-        ds = ds.to_iter_dataset().mp_prefetch(opts)
+        ds = ds.to_iter_dataset(read).mp_prefetch(opts)
     return ds

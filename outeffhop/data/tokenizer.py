@@ -146,7 +146,7 @@ def load_tokenizer(path: str) -> Tokenizer:
                 f"data.tokenizer_path: folder {p} has neither tokenizer.json nor vocab.txt."
             )
     if not p.exists():
-        raise FileNotFoundError(f"data.tokenizer_path: {p} does not exist.")
+        raise ValueError(f"data.tokenizer_path: {p} does not exist.")
     try:
         tok = Tokenizer.from_str(p.read_text())
     except Exception as e:  # tokenizers raises a bare Exception for malformed JSON
