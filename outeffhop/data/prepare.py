@@ -1,9 +1,9 @@
 """`prepare(config)`: corpus -> tokenizer -> fixed-length token shards + manifest, in parallel.
 
 Run once before training (scripts/prepare_data.py); training then reads the shards memory-
-mapped (`data.format='shards'`). Documents are streamed in batches of about `_BATCH_CHARS`
-characters to `data.num_workers` processes; at most two batches per worker are in flight, so
-memory stays bounded for corpora of any size.
+mapped (`data.format='shards'`). Documents are streamed in batches of about 1 MB to
+`data.num_workers` processes, at most two batches per worker in flight, so memory stays
+bounded for corpora of any size.
 """
 
 import collections
@@ -126,7 +126,7 @@ def _tokenizer_for(dcfg, kind: str, workers: int) -> Tokenizer:
         train_docs = corpus.capped(train_docs, cap)
     if kind == "bytelevel_bpe":
         return tokenizer.train_tokenizer(kind, train_docs, dcfg.vocab_size)
-    tokenizer._check_kind(kind, dcfg.vocab_size)
+    tokenizer.check_kind(kind, dcfg.vocab_size)
     counts = collections.Counter()
     with _Pool(workers) as pool:
         for c in tqdm.tqdm(
@@ -170,9 +170,8 @@ def prepare(config) -> dict:
     workers = dcfg.get("num_workers", 0) or os.cpu_count() or 1
     tok = _tokenizer_for(dcfg, kind_of(dcfg), workers)
     roles = ("cls", "sep", "pad", "mask") if dcfg.task == "mlm" else ("eos", "pad")
-    ids = tokenizer.require_roles(
-        tok, roles, "data.tokenizer_path" if dcfg.get("tokenizer_path") else "data.tokenizer"
-    )
+    where = "data.tokenizer_path" if dcfg.get("tokenizer_path") else "data.tokenizer"
+    ids = tokenizer.require_roles(tok, roles, where)
     os.makedirs(root, exist_ok=True)
     tok_json = tok.to_str()
     with open(os.path.join(root, "tokenizer.json"), "w") as f:

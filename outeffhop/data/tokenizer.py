@@ -63,7 +63,7 @@ def wordpiece_from_counts(counts: Counter, vocab_size: int) -> Tokenizer:
     return tok
 
 
-def _check_kind(kind: str, vocab_size: int) -> None:
+def check_kind(kind: str, vocab_size: int) -> None:
     if kind not in TOKENIZERS:
         raise ValueError(f"data.tokenizer must be one of {TOKENIZERS} or 'auto', got {kind!r}.")
     if vocab_size < 300:
@@ -78,7 +78,7 @@ def train_tokenizer(kind: str, docs: Iterable[str], vocab_size: int) -> Tokenize
     wordpiece: `wordpiece.learn_vocab` on the word counts (deterministic: HF's WordPiece
     trainer is not). bytelevel_bpe: HF's BPE trainer, which repeats across processes.
     """
-    _check_kind(kind, vocab_size)
+    check_kind(kind, vocab_size)
     if kind == "wordpiece":
         return wordpiece_from_counts(word_counts(docs), vocab_size)
     tok = Tokenizer(models.BPE())
