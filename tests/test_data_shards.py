@@ -179,6 +179,15 @@ def test_permute_is_a_bijection(n, key):
     np.testing.assert_array_equal(np.sort(out), np.arange(n))
 
 
+def test_permutations_look_shuffled_and_change_every_epoch():
+    n, i = 10_000, np.arange(10_000)
+    perms = [shard_batches.permute(i, n, int(shard_batches.epoch_key(7, e))) for e in range(3)]
+    for p in perms:
+        assert abs(np.corrcoef(i, p)[0, 1]) < 0.05 and (p == i).mean() < 0.01
+        assert abs(np.corrcoef(p[:-1], p[1:])[0, 1]) < 0.05  # neighbours are not related
+    assert (perms[0] != perms[1]).mean() > 0.99 and (perms[1] != perms[2]).mean() > 0.99
+
+
 def test_shard_errors_name_the_field(mlm_shards, tmp_path):
     with pytest.raises(ValueError, match="data.seq_len"):
         _make(mlm_shards, seq_len=32)

@@ -1,11 +1,11 @@
 """Whole batches from token shards: a lazy per-epoch row permutation, vectorized MLM/CLM rows.
 
 Global batch k holds stream positions j = k G .. k G + G - 1; position j is row
-perm_e(j mod N) of epoch e = j // N (train) or row j (eval, padded past N). Process p of P
-takes positions k G + p G/P .. k G + (p+1) G/P - 1 and reads only those rows. Masks are drawn
-from a generator seeded by (seed, k) for all G rows, so a row's masks do not depend on P:
-the process shards of batch k are exactly the rows of the single-process batch k, and an
-iterator state (the next k) resumes on any process count.
+perm_e(j mod N) of epoch e = j // N (train, `permute`) or row j (eval, padded past N).
+Process p of P takes positions k G + p G/P .. k G + (p+1) G/P - 1 and reads only those
+rows. Masks are drawn from a generator seeded by (seed, k) for all G rows, so a row's masks
+do not depend on P: the process shards of batch k are exactly the rows of the single-process
+batch k, and an iterator state (the next k) resumes on any process count.
 """
 
 import dataclasses
@@ -24,25 +24,33 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def permute(i: np.ndarray, n: int, key: int, rounds: int = 6) -> np.ndarray:
+def permute(i: np.ndarray, n: int, key: int, rounds: int = 4) -> np.ndarray:
     """A keyed bijection of [0, n) applied to `i` (int64), computed without a table.
 
-    A balanced Feistel network on 2h bits (4^h >= n) with round function mix64(r ^ k_t)
-    is a bijection of [0, 4^h); `cycle walking` re-applies it to values >= n until they
-    fall in [0, n), which restricts it to a bijection of [0, n). O(len(i)) memory.
+    On k-bit words (2^k >= n, k = ceil(log2 n)) each round is x <- ((x * a_t) mod 2^k),
+    x <- x xor (x >> s_t), x <- (x + b_t) mod 2^k with odd a_t: each step is a bijection of
+    [0, 2^k), so their composition is too. Multiplication moves low bits up and the shift
+    moves high bits down. "Cycle walking" re-applies it to values >= n until they fall in
+    [0, n) (at most 2 tries expected, as 2^k < 2n), which restricts it to a bijection of
+    [0, n). O(len(i)) memory, for any n.
     """
-    h = max(1, int(np.ceil(np.log2(max(n, 2)) / 2)))
-    lo_mask = np.uint64((1 << h) - 1)
-    keys = _mix64(np.uint64(key) + np.arange(1, rounds + 1, dtype=np.uint64) * np.uint64(0x9E37))
+    k = max(1, int(np.ceil(np.log2(max(n, 2)))))
+    w = np.uint64((1 << k) - 1)
+    with np.errstate(over="ignore"):
+        consts = _mix64(np.uint64(key) ^ np.arange(1, 2 * rounds + 1, dtype=np.uint64))
+    mults = (consts[:rounds] | np.uint64(1)) & w
+    adds = consts[rounds:] & w
+    shift = np.uint64(max(1, (k + 1) // 2))
     x = np.asarray(i, np.uint64).copy()
     todo = np.ones(x.shape, bool)
     with np.errstate(over="ignore"):
         while todo.any():
             v = x[todo]
-            left, right = v >> np.uint64(h), v & lo_mask
-            for k in keys:
-                left, right = right, left ^ (_mix64(right ^ k) & lo_mask)
-            x[todo] = (left << np.uint64(h)) | right
+            for a, b in zip(mults, adds, strict=True):
+                v = (v * a) & w
+                v ^= v >> shift
+                v = (v + b) & w
+            x[todo] = v
             todo = x >= np.uint64(n)
     return x.astype(np.int64)
 

@@ -111,16 +111,17 @@ def verify(root: str) -> None:
 class ShardSet:
     """Random access to the rows of one split, memory-mapped, one mapping per shard file.
 
-    `gather(rows)` copies the requested rows out of the mappings, then (`release`) drops the
-    mapped pages from this process with MADV_DONTNEED (the page cache keeps them). A fault
-    can map far more than the row read (fault-around; 2 MiB with large page-cache folios:
-    256 random rows of one 256 MiB shard mapped 228 MiB here), so without the release the
-    resident set grows to the whole split; with it, it stays at about one batch.
+    `gather(rows)` copies the requested rows out of the mappings. A fault can map far more
+    than the row read (fault-around; 2 MiB with large page-cache folios: 256 random rows of
+    one 256 MiB shard mapped 228 MiB here), so once `release_rows` rows have been read the
+    mapped pages are dropped from this process with MADV_DONTNEED (the page cache keeps
+    them): the resident set stays under about release_rows x 2 MiB instead of growing to the
+    whole split. 0 = never release.
     """
 
     root: str
     split: str
-    release: bool = True
+    release_rows: int = 64
 
     def __post_init__(self):
         self.manifest = read_manifest(self.root)
@@ -135,6 +136,7 @@ class ShardSet:
         self.starts = np.cumsum([0] + [int(s["rows"]) for s in entries])
         self.files = [os.path.join(os.path.expanduser(self.root), s["file"]) for s in entries]
         self._maps: list | None = None
+        self._since_release = 0
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -174,6 +176,9 @@ class ShardSet:
             local = rows[sel] - self.starts[s]
             order = np.argsort(local, kind="stable")  # ascending reads: fewer page faults
             out[sel[order]] = self._maps[s][1][local[order]]
-            if self.release:
-                self._maps[s][0].madvise(mmap.MADV_DONTNEED)
+        self._since_release += len(rows)
+        if self.release_rows and self._since_release >= self.release_rows:
+            for mm, _ in self._maps:
+                mm.madvise(mmap.MADV_DONTNEED)
+            self._since_release = 0
         return out

@@ -74,7 +74,8 @@ def mask_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`mask_tokens` for a whole batch at once: returns (input_ids_BL, labels_BL) int32.
 
-    maskable = ~is_special_V[ids]. Bernoulli mode: selected = (u < mask_prob) & maskable.
+    maskable = ~is_special_V[ids]. Bernoulli mode: selected = (u < mask_prob) & maskable, and
+    u / mask_prob (uniform given selection) picks the replacement.
     With `max_predictions` K > 0 each row selects exactly n_b = min(K, max(1, round(p m_b)),
     m_b) of its m_b maskable positions, uniformly (the n_b smallest of iid uniform keys).
     Replacements as in `mask_tokens`, random tokens drawn from `random_ids`. Every random
@@ -85,12 +86,12 @@ def mask_rows(
     if max_predictions > 0:
         m = maskable.sum(axis=1)
         n = np.minimum(np.minimum(max_predictions, np.maximum(1, np.rint(mask_prob * m))), m)
-        keys = np.where(maskable, keys, 2.0)
-        rank = np.argsort(np.argsort(keys, axis=1, kind="stable"), axis=1, kind="stable")
+        rank = np.argsort(np.argsort(np.where(maskable, keys, 2.0), axis=1), axis=1)
         selected = rank < n[:, None]
-    else:
+        u = rng.random(ids_BL.shape)
+    else:  # one uniform decides both: given u < p, u / p is again uniform on [0, 1)
         selected = (keys < mask_prob) & maskable
-    u = rng.random(ids_BL.shape)
+        u = keys / mask_prob if mask_prob > 0 else keys
     rand = random_ids[rng.integers(0, len(random_ids), ids_BL.shape)]
     inputs = np.where(selected & (u < mask_token_frac), mask_id, ids_BL)
     to_random = selected & (u >= mask_token_frac) & (u < mask_token_frac + random_token_frac)
