@@ -34,8 +34,17 @@ def _corpus(folder, n=240):
 
 def _cfg(task="mlm", **kw):
     c = data.get_data_config(task)
-    c.update(dict(name="text_files", vocab_size=400, seq_len=16, batch_size=8, num_workers=1,
-                  shard_rows=50, val_fraction=0.2))  # fmt: skip
+    c.update(
+        dict(
+            name="text_files",
+            vocab_size=400,
+            seq_len=16,
+            batch_size=8,
+            num_workers=1,
+            shard_rows=50,
+            val_fraction=0.2,
+        )
+    )
     c.update(kw)
     return c
 
@@ -63,8 +72,17 @@ print(hashlib.md5(tokenizer.train_tokenizer("wordpiece", docs, 1000).to_str().en
 
 def test_wordpiece_json_is_identical_in_fresh_processes():
     env = {**os.environ, "PYTHONHASHSEED": "random"}
-    md5 = [subprocess.run([sys.executable, "-c", _DET], cwd=ROOT, env=env, capture_output=True,
-                          text=True, check=True).stdout.strip() for _ in range(2)]  # fmt: skip
+    md5 = [
+        subprocess.run(
+            [sys.executable, "-c", _DET],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for _ in range(2)
+    ]
     docs = corpus.stdlib_documents(max_chars=60_000)
     tok = tokenizer.train_tokenizer("wordpiece", docs, 1000)
     assert md5[0] == md5[1] == hashlib.md5(tok.to_str().encode()).hexdigest()
@@ -96,8 +114,9 @@ def test_prepared_rows_equal_the_cache_paths_rows(tmp_path, task):
             want = np.stack([ex.row(i) for i in range(ex.num_examples)])
         else:
             ex = text.ClmExamples(stream, 16, sep, ids["pad"])
-            want = np.stack([np.r_[ex(i)["input_ids"], ex(i)["labels"][-1]]
-                             for i in range(ex.num_examples)])  # fmt: skip
+            want = np.stack(
+                [np.r_[ex(i)["input_ids"], ex(i)["labels"][-1]] for i in range(ex.num_examples)]
+            )
         np.testing.assert_array_equal(rows, want)
     assert len(m["splits"]["train"]["shards"]) > 1  # shard_rows=50 splits the train rows
     with pytest.raises(ValueError, match="already holds shards"):
@@ -153,6 +172,24 @@ def test_shard_mlm_masks_only_content_and_scores_fixed_counts(mlm_shards):
     assert (np.take_along_axis(sel, pos, 1) == (np.arange(4) < k)).all()  # scored ones first
     originals = {tuple(r) for r in rows.gather(np.arange(len(rows)))}
     assert all(tuple(r) in originals for r in restored)  # labels are the stored tokens
+
+
+def test_mask_rows_rates_match_bert_masking():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 3000, size=(400, 500))
+    special = text.special_table(3000, 5, [100, 101])
+    randoms = np.flatnonzero(~special)
+    inp, lab = text.mask_rows(
+        ids, np.random.default_rng(1), is_special_V=special, random_ids=randoms, mask_id=4
+    )
+    sel, maskable = lab != text.IGNORE, ~special[ids]
+    assert not (sel & ~maskable).any()
+    np.testing.assert_array_equal(lab[sel], ids[sel])
+    np.testing.assert_array_equal(inp[~sel], ids[~sel])
+    assert abs(sel.sum() / maskable.sum() - 0.15) < 0.005
+    frac_mask, frac_same = (inp[sel] == 4).mean(), (inp[sel] == ids[sel]).mean()
+    assert abs(frac_mask - 0.8) < 0.01 and abs(frac_same - 0.1) < 0.01
+    assert not special[inp[sel & (inp != 4)]].any()  # random tokens are never special
 
 
 def test_one_epoch_reads_every_row_once_and_eval_is_padded(mlm_shards):
@@ -229,15 +266,27 @@ def test_tokenizer_path_special_ids_drive_masking(tmp_path, fmt):
     tok = tokenizer.load_tokenizer(str(folder))
     ids = tokenizer.special_ids(tok)
     assert {k: ids[k] for k in ("pad", "unk", "cls", "sep", "mask")} == {
-        "pad": 0, "unk": 3, "cls": 4, "sep": 5, "mask": 6}  # fmt: skip
-    c = _cfg(path=str(tmp_path / "txt"), tokenizer_path=str(folder), mask_prob=0.5,
-             random_token_frac=0.5, mask_token_frac=0.5, max_chars=0)  # fmt: skip
+        "pad": 0,
+        "unk": 3,
+        "cls": 4,
+        "sep": 5,
+        "mask": 6,
+    }
+    c = _cfg(
+        path=str(tmp_path / "txt"),
+        tokenizer_path=str(folder),
+        mask_prob=0.5,
+        random_token_frac=0.5,
+        mask_token_frac=0.5,
+        max_chars=0,
+    )
     if fmt == "shards":
         c.shards_dir = str(tmp_path / "shards")
         prepare.prepare(c)
         c.format = "shards"
-    ds, info = data.make_dataset(c, "train", workdir=str(tmp_path / "w"), process_index=0,
-                                 process_count=1)  # fmt: skip
+    ds, info = data.make_dataset(
+        c, "train", workdir=str(tmp_path / "w"), process_index=0, process_count=1
+    )
     assert (info.mask_id, info.cls_id, info.sep_id, info.pad_id) == (6, 4, 5, 0)
     it = iter(ds)
     batches = [next(it) for _ in range(20)]
