@@ -3,6 +3,7 @@
 import os
 
 import grain
+from etils import epath
 
 from outeffhop.data import corpus, shard_batches, shards, text, tokenizer
 
@@ -51,7 +52,9 @@ def cache_examples(dcfg, train: bool, cache_dir: str):
         kind = "wordpiece" if dcfg.task == "mlm" else "bytelevel_bpe"
     train_docs, val_docs = corpus.load_split_documents(dcfg, cache_dir)
     if dcfg.get("tokenizer_path"):
-        tok, tok_path = tokenizer.load_tokenizer(dcfg.tokenizer_path), dcfg.tokenizer_path
+        tok = tokenizer.load_tokenizer(dcfg.tokenizer_path)
+        tok_path = os.path.join(cache_dir, f"tokenizer-loaded-{tokenizer.tokenizer_key(tok)}.json")
+        tokenizer.write_atomic(epath.Path(tok_path), tok.to_str().encode())  # a JSON for readers
         where, num_special = "data.tokenizer_path", 0
         extra = tuple(int(i) for i in tokenizer.all_special_ids(tok))
     else:
