@@ -132,8 +132,7 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
     """Train ``config`` in ``workdir`` (resuming from its newest checkpoint); return the state.
 
     ``devices`` (default: all of every process) span the mesh.
-    Writes ``workdir/metrics.jsonl``, ``workdir/tb`` (local workdirs only) and
-    ``workdir/checkpoints``; ``workdir`` may be local or an epath URL (gs://...). Raises
+    Writes ``workdir/metrics.jsonl``, ``workdir/tb`` and ``workdir/checkpoints``. Raises
     ValueError for a bad config or checkpoint before anything on disk changes, and
     NonFiniteLossError (naming the step) when the loss goes NaN/inf.
     """
