@@ -123,6 +123,21 @@ def test_prepared_rows_equal_the_cache_paths_rows(tmp_path, task):
         prepare.prepare(c)
 
 
+def test_parallel_prepare_writes_the_same_shards_as_serial(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare, "_BATCH_CHARS", 2_000)  # many batches for 2 workers
+    _corpus(tmp_path / "txt")
+    serial = prepare.prepare(_cfg(path=str(tmp_path / "txt"), shards_dir=str(tmp_path / "w1")))
+    c = _cfg(
+        path=str(tmp_path / "txt"),
+        shards_dir=str(tmp_path / "w2"),
+        num_workers=2,
+        tokenizer_path=str(tmp_path / "w1" / "tokenizer.json"),
+    )  # one pool: encoding
+    parallel = prepare.prepare(c)
+    assert parallel["splits"] == serial["splits"]  # rows, tokens and every shard's sha256
+    assert parallel["tokenizer_sha256"] == serial["tokenizer_sha256"]
+
+
 @pytest.fixture(scope="module")
 def mlm_shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlm_shards")
