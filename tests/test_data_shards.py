@@ -243,6 +243,8 @@ def test_permutations_look_shuffled_and_change_every_epoch():
 def test_shard_errors_name_the_field(mlm_shards, tmp_path):
     with pytest.raises(ValueError, match="data.seq_len"):
         _make(mlm_shards, seq_len=32)
+    with pytest.raises(ValueError, match="data.vocab_size is 300"):
+        _make(mlm_shards, vocab_size=300)
     with pytest.raises(ValueError, match="data.shards_dir must name"):
         _make(mlm_shards, shards_dir="")
     with pytest.raises(ValueError, match="local or mounted"):
@@ -290,6 +292,7 @@ def test_tokenizer_path_special_ids_drive_masking(tmp_path, fmt):
     c = _cfg(
         path=str(tmp_path / "txt"),
         tokenizer_path=str(folder),
+        vocab_size=tok.get_vocab_size(),
         mask_prob=0.5,
         random_token_frac=0.5,
         mask_token_frac=0.5,

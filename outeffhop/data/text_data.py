@@ -26,6 +26,14 @@ def check_text_config(dcfg) -> None:
         raise ValueError(f"data.format must be one of {FORMATS}, got {dcfg.format!r}.")
 
 
+def _check_vocab(dcfg, vocab: int, where: str) -> None:
+    if vocab > dcfg.vocab_size:  # the model's table is sized from data.vocab_size
+        raise ValueError(
+            f"data.vocab_size is {dcfg.vocab_size} but {where} has {vocab} tokens; set "
+            f"data.vocab_size (and model.vocab_size) to at least {vocab}."
+        )
+
+
 def _info(dcfg, vocab, ids, tok_path) -> dict:
     cls_id, sep_id = (ids["cls"], ids["sep"]) if dcfg.task == "mlm" else (ids["bos"], ids["eos"])
     return dict(
@@ -63,6 +71,7 @@ def cache_examples(dcfg, train: bool, cache_dir: str):
         )
         where, num_special, extra = "data.tokenizer", len(tokenizer.SPECIAL_TOKENS[kind]), ()
     ids = tokenizer.require_roles(tok, _roles(dcfg), where)
+    _check_vocab(dcfg, tok.get_vocab_size(), where)
     info = _info(dcfg, tok.get_vocab_size(), ids, tok_path)
     docs = train_docs if train else val_docs
     stream = tokenizer.cached_token_stream(
@@ -105,6 +114,7 @@ def shard_dataset(dcfg, train: bool, *, global_batch, seed, process_index, proce
                 f"data.{field} is {dcfg[field]!r} but data.shards_dir {root} was "
                 f"prepared for {m[field]!r}; prepare it again or match it."
             )
+    _check_vocab(dcfg, int(m["vocab_size"]), f"the tokenizer of data.shards_dir {root}")
     ids = {k: int(v) for k, v in m["special_ids"].items()}
     info = _info(dcfg, int(m["vocab_size"]), ids, os.path.join(root, m["tokenizer"]))
     is_special = text.special_table(int(m["vocab_size"]), 0, m["all_special_ids"])
