@@ -341,9 +341,17 @@ def test_hf_corpora_are_optional(monkeypatch, workdir):
         _make("clm", "train", workdir, name="wikitext2")
     lines = [f"Line {i} of the fake wiki text about things." for i in range(400)]
 
+    class Split:  # the part of datasets.Dataset that is used: batched iteration
+        def __init__(self, texts):
+            self.texts = texts
+
+        def iter(self, batch_size):
+            for i in range(0, len(self.texts), batch_size):
+                yield {"text": self.texts[i : i + batch_size]}
+
     def load_dataset(path, conf=None):
-        assert (path, conf) == ("wikitext", "wikitext-2-raw-v1")
-        return {"train": {"text": lines + [" "]}, "validation": {"text": lines[:80]}}
+        assert (path, conf) == ("Salesforce/wikitext", "wikitext-2-raw-v1")
+        return {"train": Split(lines + [" "]), "validation": Split(lines[:80])}
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     ds, info = _make("clm", "eval", workdir, name="wikitext2", vocab_size=400)
