@@ -112,7 +112,7 @@ def bench_rss(workdir: str) -> None:
         entry = w.close()
         m = {
             "format": shards.FORMAT,
-            "task": "mlm",
+            "objective": "mlm",
             "seq_len": 128,
             "row_len": 128,
             "dtype": "uint16",

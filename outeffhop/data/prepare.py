@@ -94,14 +94,14 @@ class RowPacker:
     (L + 1 tokens, the last one shared with row i + 1). A tail too short for a row is dropped.
     """
 
-    def __init__(self, task: str, seq_len: int, cls_id: int = -1, sep_id: int = -1):
-        self.task, self.L, self.cls, self.sep = task, seq_len, cls_id, sep_id
+    def __init__(self, objective: str, seq_len: int, cls_id: int = -1, sep_id: int = -1):
+        self.objective, self.L, self.cls, self.sep = objective, seq_len, cls_id, sep_id
         self.buf = np.zeros((0,), np.int32)
-        self.row_len = seq_len if task == "mlm" else seq_len + 1
+        self.row_len = seq_len if objective == "mlm" else seq_len + 1
 
     def push(self, piece: np.ndarray) -> np.ndarray:
         buf = np.concatenate([self.buf, piece])
-        if self.task == "mlm":
+        if self.objective == "mlm":
             c = self.L - 2
             n = len(buf) // c
             body = buf[: n * c].reshape(n, c)
@@ -145,7 +145,7 @@ def _progress() -> bool:
 
 def kind_of(dcfg) -> str:
     kind = dcfg.get("tokenizer", "auto")
-    return ("wordpiece" if dcfg.task == "mlm" else "bytelevel_bpe") if kind == "auto" else kind
+    return ("wordpiece" if dcfg.objective == "mlm" else "bytelevel_bpe") if kind == "auto" else kind
 
 
 def prepare(config) -> dict:
@@ -156,8 +156,10 @@ def prepare(config) -> dict:
     naming the field for a bad config or an existing shards folder.
     """
     dcfg = config.data if "data" in config else config
-    if dcfg.task not in ("mlm", "clm"):
-        raise ValueError(f"data.task must be mlm or clm to prepare shards, got {dcfg.task!r}.")
+    if dcfg.objective not in ("mlm", "clm"):
+        raise ValueError(
+            f"data.objective must be mlm or clm to prepare shards, got {dcfg.objective!r}."
+        )
     if dcfg.seq_len < 4:
         raise ValueError(f"data.seq_len must be >= 4, got {dcfg.seq_len}.")
     root = os.path.expanduser(dcfg.get("shards_dir", ""))
@@ -169,7 +171,7 @@ def prepare(config) -> dict:
         )
     workers = dcfg.get("num_workers", 0) or os.cpu_count() or 1
     tok = _tokenizer_for(dcfg, kind_of(dcfg), workers)
-    roles = ("cls", "sep", "pad", "mask") if dcfg.task == "mlm" else ("eos", "pad")
+    roles = ("cls", "sep", "pad", "mask") if dcfg.objective == "mlm" else ("eos", "pad")
     where = "data.tokenizer_path" if dcfg.get("tokenizer_path") else "data.tokenizer"
     ids = tokenizer.require_roles(tok, roles, where)
     os.makedirs(root, exist_ok=True)
@@ -177,13 +179,13 @@ def prepare(config) -> dict:
     with open(os.path.join(root, "tokenizer.json"), "w") as f:
         f.write(tok_json)
     vocab = tok.get_vocab_size()
-    packer_ids = (ids["cls"], ids["sep"]) if dcfg.task == "mlm" else ()
-    sep = ids["sep"] if dcfg.task == "mlm" else ids["eos"]
+    packer_ids = (ids["cls"], ids["sep"]) if dcfg.objective == "mlm" else ()
+    sep = ids["sep"] if dcfg.objective == "mlm" else ids["eos"]
     dtype = shards.row_dtype(vocab)
     splits = {}
     with _Pool(workers, _init_encoder, (tok_json, sep)) as pool:
         for split in ("train", "val"):
-            packer = RowPacker(dcfg.task, dcfg.seq_len, *packer_ids)
+            packer = RowPacker(dcfg.objective, dcfg.seq_len, *packer_ids)
             per_shard = dcfg.get("shard_rows", 0) or _SHARD_BYTES // (
                 packer.row_len * dtype.itemsize
             )
@@ -204,7 +206,7 @@ def prepare(config) -> dict:
                 )
     manifest = {
         "format": shards.FORMAT,
-        "task": dcfg.task,
+        "objective": dcfg.objective,
         "seq_len": dcfg.seq_len,
         "row_len": packer.row_len,
         "dtype": dtype.name,

@@ -13,7 +13,7 @@ from outeffhop.data import corpus, images, text_data, timeseries
 
 IMAGE_DATASETS = ("digits", "image_folder")
 DATASETS = (*corpus.TEXT_CORPORA, *IMAGE_DATASETS, "timeseries")
-TASKS = ("mlm", "clm", "classification", "forecast")
+OBJECTIVES = ("mlm", "clm", "classification", "forecast")  # data.objective
 SPLITS = ("train", "eval", "val", "test")  # test: time series only
 
 
@@ -21,7 +21,7 @@ SPLITS = ("train", "eval", "val", "test")  # test: time series only
 class DataInfo:
     """What a model and trainer need to know about a pipeline; fields that do not apply are None."""
 
-    task: str
+    objective: str  # mlm | clm | classification | forecast
     batch_size: int  # rows per batch on this process
     global_batch_size: int  # rows per batch over all processes
     num_examples: int  # examples in this split (all processes, before padding)
@@ -53,7 +53,9 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
         )
     d = ml_collections.ConfigDict()
     d.name = {"digits": "digits", "image_folder": "image_folder"}.get(preset, "stdlib")  # DATASETS
-    d.task = preset if preset in ("mlm", "clm") else "classification"  # mlm | clm | classification
+    d.objective = (
+        preset if preset in ("mlm", "clm") else "classification"
+    )  # mlm | clm | classification
     d.path = ""  # text_files/parquet/arrow: file, folder or glob; image_folder: see images.py
     d.format = "cache"  # text: cache (tokenize on the fly into cache_dir) | shards (prepared)
     d.shards_dir = ""  # format=shards: folder written by scripts/prepare_data.py (local)
@@ -86,7 +88,7 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
 def _timeseries_config() -> ml_collections.ConfigDict:
     d = ml_collections.ConfigDict()
     d.name = "timeseries"  # forecasting windows (outeffhop.data.timeseries)
-    d.task = "forecast"  # rows {"x" [seq_len, D], "y" [pred_len, D], "weight"}
+    d.objective = "forecast"  # rows {"x" [seq_len, D], "y" [pred_len, D], "weight"}
     d.path = ""  # ETT-format CSV (ETTh1.csv, ETTm1.csv, WTH.csv); "" = shipped EPF FR/BE
     d.date_column = "date"  # the CSV's time-stamp column
     d.seq_len = 168  # input steps per window
@@ -99,8 +101,10 @@ def _timeseries_config() -> ml_collections.ConfigDict:
 
 
 def _timeseries_examples(dcfg, split: str):
-    if dcfg.task != "forecast":
-        raise ValueError(f"data.task must be forecast for {dcfg.name!r}, got {dcfg.task!r}.")
+    if dcfg.objective != "forecast":
+        raise ValueError(
+            f"data.objective must be forecast for {dcfg.name!r}, got {dcfg.objective!r}."
+        )
     if dcfg.path:
         series = timeseries.load_csv(dcfg.path, dcfg.date_column)
     else:
@@ -147,8 +151,10 @@ def _text_examples(dcfg, train: bool, cache_dir: str):
 
 
 def _image_examples(dcfg, train: bool):
-    if dcfg.task != "classification":
-        raise ValueError(f"data.task must be classification for {dcfg.name!r}, got {dcfg.task!r}.")
+    if dcfg.objective != "classification":
+        raise ValueError(
+            f"data.objective must be classification for {dcfg.name!r}, got {dcfg.objective!r}."
+        )
     if dcfg.name == "digits":
         x, y = images.load_digits_images(dcfg.image_size)
         tr, va = images.split_indices(len(y), dcfg.val_fraction, dcfg.split_seed)
@@ -269,7 +275,7 @@ def make_dataset(
             num_classes=extra["num_classes"],
         )
     info = DataInfo(
-        task=dcfg.task,
+        objective=dcfg.objective,
         batch_size=global_batch // process_count,
         global_batch_size=global_batch,
         num_examples=n,

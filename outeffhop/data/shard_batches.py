@@ -64,7 +64,7 @@ def epoch_key(seed: int, epoch: np.ndarray) -> np.ndarray:
 class ShardBatches:
     """A grain random-access source: item k = this process's rows of global batch k.
 
-    task mlm: rows as stored (`[CLS] chunk [SEP]`) are masked by `text.mask_rows`; clm: a
+    objective mlm: rows as stored (`[CLS] chunk [SEP]`) are masked by `text.mask_rows`; clm: a
     stored window w of L + 1 tokens gives inputs w[:-1], labels w[1:] and segment ids
     (a new document at each `bos`). Rows past the split (eval padding) are pad, with
     attention 0 and IGNORE labels. Length: train batches over `num_epochs` passes (0 = 2**40,
@@ -72,7 +72,7 @@ class ShardBatches:
     """
 
     rows: shards.ShardSet
-    task: str
+    objective: str
     global_batch: int
     process_index: int
     process_count: int
@@ -119,7 +119,7 @@ class ShardBatches:
         rows, valid = self.positions(k)
         ids = self.rows.gather(rows)
         ids[~valid] = self.pad_id
-        if self.task == "mlm":
+        if self.objective == "mlm":
             return self._mlm(k, ids, valid)
         return self._clm(ids, valid)
 

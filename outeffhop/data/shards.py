@@ -1,7 +1,7 @@
 """Fixed-length token shards: `.npy` files of rows [N, R] plus a manifest.json, read mmapped.
 
 Layout of a shards folder (written by `outeffhop.data.prepare`):
-    manifest.json          format, task, seq_len, row_len, dtype, vocab, special ids, splits
+    manifest.json          format, objective, seq_len, row_len, dtype, vocab, special ids, splits
     tokenizer.json         the tokenizer that made the rows (its sha256 is in the manifest)
     train/00000.npy ...    uint16 (vocab <= 65536) or int32 rows, one row per example
     val/00000.npy ...

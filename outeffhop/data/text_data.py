@@ -11,9 +11,10 @@ FORMATS = ("cache", "shards")
 
 
 def check_text_config(dcfg) -> None:
-    if dcfg.task not in ("mlm", "clm"):
+    if dcfg.objective not in ("mlm", "clm"):
         raise ValueError(
-            f"data.task must be mlm or clm for text data {dcfg.name!r}, got {dcfg.task!r}."
+            f"data.objective must be mlm or clm for text data {dcfg.name!r}, "
+            f"got {dcfg.objective!r}."
         )
     if dcfg.seq_len < 4:
         raise ValueError(f"data.seq_len must be >= 4, got {dcfg.seq_len}.")
@@ -35,7 +36,9 @@ def _check_vocab(dcfg, vocab: int, where: str) -> None:
 
 
 def _info(dcfg, vocab, ids, tok_path) -> dict:
-    cls_id, sep_id = (ids["cls"], ids["sep"]) if dcfg.task == "mlm" else (ids["bos"], ids["eos"])
+    cls_id, sep_id = (
+        (ids["cls"], ids["sep"]) if dcfg.objective == "mlm" else (ids["bos"], ids["eos"])
+    )
     return dict(
         seq_len=dcfg.seq_len,
         vocab_size=vocab,
@@ -49,7 +52,7 @@ def _info(dcfg, vocab, ids, tok_path) -> dict:
 
 
 def _roles(dcfg) -> tuple[str, ...]:
-    return ("cls", "sep", "pad", "mask") if dcfg.task == "mlm" else ("bos", "eos", "pad")
+    return ("cls", "sep", "pad", "mask") if dcfg.objective == "mlm" else ("bos", "eos", "pad")
 
 
 def cache_examples(dcfg, train: bool, cache_dir: str):
@@ -57,7 +60,7 @@ def cache_examples(dcfg, train: bool, cache_dir: str):
     once into `cache_dir` (small corpora: stdlib, text files, wikitext)."""
     kind = dcfg.tokenizer
     if kind == "auto":
-        kind = "wordpiece" if dcfg.task == "mlm" else "bytelevel_bpe"
+        kind = "wordpiece" if dcfg.objective == "mlm" else "bytelevel_bpe"
     train_docs, val_docs = corpus.load_split_documents(dcfg, cache_dir)
     if dcfg.get("tokenizer_path"):
         tok = tokenizer.load_tokenizer(dcfg.tokenizer_path)
@@ -77,7 +80,7 @@ def cache_examples(dcfg, train: bool, cache_dir: str):
     stream = tokenizer.cached_token_stream(
         tok, tok_path, docs, corpus.docs_hash(docs), info["sep_id"], cache_dir
     )
-    if dcfg.task == "mlm":
+    if dcfg.objective == "mlm":
         examples = text.MlmExamples(
             stream,
             dcfg.seq_len,
@@ -108,7 +111,7 @@ def shard_dataset(dcfg, train: bool, *, global_batch, seed, process_index, proce
         )
     rows = shards.ShardSet(root, "train" if train else "val")
     m = rows.manifest
-    for field in ("task", "seq_len"):
+    for field in ("objective", "seq_len"):
         if m[field] != dcfg[field]:
             raise ValueError(
                 f"data.{field} is {dcfg[field]!r} but data.shards_dir {root} was "
@@ -120,7 +123,7 @@ def shard_dataset(dcfg, train: bool, *, global_batch, seed, process_index, proce
     is_special = text.special_table(int(m["vocab_size"]), 0, m["all_special_ids"])
     src = shard_batches.ShardBatches(
         rows=rows,
-        task=dcfg.task,
+        objective=dcfg.objective,
         global_batch=global_batch,
         process_index=process_index,
         process_count=process_count,

@@ -144,7 +144,7 @@ def test_mask_tokens_rates_and_labels():
 
 def test_mlm_batches_mask_only_content_tokens(workdir):
     ds, info = _make("mlm", "train", workdir)
-    assert info.task == "mlm" and info.seq_len == 32 and info.mask_id == 4
+    assert info.objective == "mlm" and info.seq_len == 32 and info.mask_id == 4
     batches = _take(ds, info.steps_per_epoch)
     x = np.stack([b["input_ids"] for b in batches])
     y = np.stack([b["labels"] for b in batches])
@@ -323,8 +323,8 @@ def test_bad_inputs(tmp_path, workdir):
         _make("mlm", "test", workdir)
     with pytest.raises(ValueError, match="batch_size"):
         _make("digits", "train", workdir, pi=0, pc=3)
-    with pytest.raises(ValueError, match="data.task"):
-        _make("digits", "train", workdir, task="mlm")
+    with pytest.raises(ValueError, match="data.objective"):
+        _make("digits", "train", workdir, objective="mlm")
     with pytest.raises(ValueError, match="image_size"):
         _make("digits", "train", workdir, image_size=12)
     with pytest.raises(FileNotFoundError, match="nope"):

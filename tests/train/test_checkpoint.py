@@ -12,9 +12,8 @@ import pytest
 from outeffhop.train import checkpoint
 from outeffhop.train import train_and_evaluate as train
 from outeffhop.train.metrics_log import read_metrics
+from tests import ROOT
 from tests.train import toy_task as toy
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WORKER = """
 import sys

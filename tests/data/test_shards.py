@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from outeffhop import data
 from outeffhop.data import corpus, prepare, shard_batches, shards, text, tokenizer, wordpiece
+from tests import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCES = [
     "The cat sat on the mat near {i} red doors.",
     "A quick brown fox jumps over dog number {i}!",

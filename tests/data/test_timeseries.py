@@ -89,7 +89,7 @@ def test_registry_timeseries_splits(tmp_path):
         ds, info = registry.make_dataset(cfg, split, process_index=0, process_count=1)
         batch = ds[0]
         assert batch["x"].shape == (8, 12, 2) and batch["y"].shape == (8, 4, 2)
-        assert (info.num_series, info.pred_len, info.task) == (2, 4, "forecast")
+        assert (info.num_series, info.pred_len, info.objective) == (2, 4, "forecast")
         sizes[split] = info.num_examples
     assert sizes["test"] == 40 - 4 + 1  # every test target step starts one window
     eval_ds, _ = registry.make_dataset(cfg, "eval", process_index=0, process_count=1)
