@@ -5,16 +5,17 @@
     python scripts/evaluate.py --config configs/bert.py:quick \\
         --config.init_from=hf:/path/to/bert-base-uncased [--workdir DIR]
 
-FP metric (perplexity, or accuracy for ViT), avg kurtosis, max inf-norm, W8A8 metric. With a
-workdir only, its newest checkpoint is evaluated and the config must be the one the run was
-trained with (a mismatched checkpoint is an error). With ``--config.init_from`` (hf:<folder>
-of a save_pretrained model, or another run's workdir) those parameters are evaluated as they
-are, the model architecture read from the HF config.json (docs/pretrained.md); --workdir then
-only holds the data pipeline's cache (default: a new temporary folder).
+FP metric (perplexity, or accuracy for ViT), avg kurtosis, max inf-norm, W8A8 metric. A
+--workdir holding checkpoints: its newest one is evaluated, and the config must be the one
+the run was trained with, init_from included (a mismatched checkpoint is an error).
+Otherwise the parameters of ``--config.init_from`` (hf:<save_pretrained folder>, or another
+run's workdir) are evaluated as they are, the architecture read from the HF config.json
+(docs/pretrained.md); --workdir then only holds the data cache (default: a temporary folder).
 Exit status: 0 done, 1 bad config or checkpoint.
 """
 
 import json
+import os
 import sys
 import tempfile
 
@@ -34,15 +35,29 @@ _JSON = flags.DEFINE_string("json", None, "write the full row (curves, ablations
 flags.mark_flags_as_required(["config"])
 
 
+def _has_checkpoint(workdir) -> bool:
+    from outeffhop.train import checkpoint
+
+    folder = checkpoint.checkpoint_dir(workdir) if workdir else ""
+    return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
 def evaluate(cfg, workdir, **kw) -> dict:
-    """The row of ``cfg.init_from``'s parameters if set, else of ``workdir``'s checkpoint."""
+    """The row of ``workdir``'s newest checkpoint if it has one, else of ``cfg.init_from``.
+
+    As in training, ``init_from = "hf:..."`` first sets the model architecture from the
+    checkpoint's config.json, so a run fine-tuned from it is evaluated with the same flags.
+    """
     from outeffhop.experiments.outlier_study import jobs
     from outeffhop.train import init_from
 
-    if not cfg.get("init_from"):
-        if not workdir:
-            raise ValueError("--workdir is required unless --config.init_from is given.")
+    init_from.configure(cfg)
+    if _has_checkpoint(workdir):
         return jobs.evaluate_checkpoint(cfg, workdir, **kw)
+    if not cfg.get("init_from"):
+        raise ValueError(
+            f"--workdir {workdir!r} holds no checkpoint; train it first or give --config.init_from."
+        )
     params = init_from.initial_params(cfg)
     row = jobs.evaluate(cfg, workdir or tempfile.mkdtemp(prefix="outeffhop_eval_"), params, **kw)
     row["init_from"] = cfg.init_from

@@ -73,7 +73,9 @@ def _read_safetensors(file: str) -> dict[str, np.ndarray]:
     for key, info in header.items():
         if key != "__metadata__":
             start, end = info["data_offsets"]
-            dt = dtypes[info["dtype"]]
+            dt = dtypes.get(info["dtype"])
+            if dt is None:
+                raise ValueError(f"{file}: tensor {key!r} has unsupported dtype {info['dtype']}.")
             out[key] = np.frombuffer(data[start:end], dt).reshape(info["shape"])
     return out
 
@@ -126,21 +128,21 @@ def _activation(hf: dict, field: str) -> str:
 def _check_supported(hf: dict) -> None:
     """Raises ValueError for variants the project's models do not have."""
     family = hf["model_type"]
-    bad = {
+    required = {
         "bert": dict(position_embedding_type="absolute", is_decoder=False),
         "opt": dict(do_layer_norm_before=True, _remove_final_layer_norm=False, enable_bias=True),
         "vit": dict(qkv_bias=True),
     }[family]
-    bad.setdefault("add_cross_attention", False)
+    required["add_cross_attention"] = False
     if family == "opt":
-        bad["layer_norm_elementwise_affine"] = True
+        required["layer_norm_elementwise_affine"] = True
         proj = hf.get("word_embed_proj_dim")
         if proj is not None and proj != hf["hidden_size"]:
             raise ValueError(
                 f"config.json word_embed_proj_dim must equal hidden_size {hf['hidden_size']} "
                 f"(350m-style project_in/project_out is not supported); got {proj}."
             )
-    for field, want in bad.items():
+    for field, want in required.items():
         if hf.get(field, want) != want:
             raise ValueError(
                 f"config.json {field} must be {want!r} for {family} (the supported "

@@ -15,13 +15,15 @@ from outeffhop.nn.dropout import Dropout, config_masks
 
 
 def positions_from_mask(attention_mask_BL):
-    """Token positions [B, L] from a padding mask: p_t = (sum_{s <= t} m_s) - 1, -1 at padding.
+    """Token positions [B, L]: p_t = (sum_{s <= t} m_s) - 1 at real tokens, p_t = t at padding.
 
-    HF's rule: real tokens count from 0 whichever side the padding is on (left-padded rows
-    start at 0 at their first real token); padded slots get -1.
+    At real tokens this is HF's rule: they count from 0 whichever side the padding is on
+    (a left-padded row starts at 0 at its first real token), so each real token sees the
+    position it has in its unpadded sequence. Padding slots (never scored, masked as keys)
+    keep their index, so right-padded rows get ``arange(L)`` exactly as before.
     """
     m = attention_mask_BL.astype(jnp.int32)
-    return jnp.cumsum(m, axis=1) * m - 1
+    return jnp.where(m > 0, jnp.cumsum(m, axis=1) - 1, jnp.arange(m.shape[1]))
 
 
 class Opt(nn.Module):
@@ -34,8 +36,8 @@ class Opt(nn.Module):
     Positions: ``position_ids`` when given, else ``positions_from_mask(attention_mask)``
     (HF's rule, so left-padded batches give each real token its unpadded position), else
     ``arange(L)``. Token t reads table row ``position_ids[t] + position_offset`` (clipped at
-    0): HF's OPT checkpoints keep 2 rows before position 0 (row 1 = padding), so an imported
-    model has ``position_offset = 2`` and ``max_len + 2`` rows.
+    0): HF's OPT checkpoints keep 2 rows before position 0 (HF reads row 1 at padding), so an
+    imported model has ``position_offset = 2`` and ``max_len + 2`` rows.
     """
 
     config: Any

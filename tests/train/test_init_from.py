@@ -108,27 +108,41 @@ def test_trainer_starts_from_another_runs_params(tmp_path):
         train(wider, str(tmp_path / "f"))
 
 
+def script(name, *flags, cwd=ROOT):
+    out = subprocess.run(
+        [sys.executable, f"scripts/{name}.py", *flags], cwd=cwd, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
 @pytest.mark.slow
-def test_evaluate_script_rows_an_hf_checkpoint(tmp_path):
-    """scripts/evaluate.py --config.init_from=hf:... through the outlier study's evaluator."""
-    cmd = [
-        sys.executable,
-        "scripts/evaluate.py",
+def test_recipe_measure_finetune_with_softmax1_measure_again(tmp_path):
+    """docs/pretrained.md's recipe on the tiny HF BERT, through the outlier study's evaluator."""
+    common = [
         "--config",
         "configs/bert.py:quick",
         f"--config.init_from=hf:{HF_BERT}",
         "--config.data.vocab_size=512",
         "--config.data.seq_len=32",
         "--config.data.max_chars=200000",
+        f"--config.data.cache_dir={tmp_path / 'cache'}",
         "--config.batch_size=4",
         "--config.eval_steps=2",
-        f"--workdir={tmp_path}",
-        "--num_calib=2",
-        f"--json={tmp_path / 'row.json'}",
     ]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "avg kurtosis" in out.stdout and "int8-qwix" in out.stdout
-    row = json.loads((tmp_path / "row.json").read_text())
-    assert row["init_from"] == f"hf:{HF_BERT}"
-    assert np.isfinite([row["fp"]["metric"], row["avg_kurtosis"], row["w8a8"]["metric"]]).all()
+    rows = {}
+    for name, flags in {
+        "pretrained": [f"--workdir={tmp_path / 'eval'}"],
+        "finetuned": [
+            "--config.model.attention.normalizer=softmax1",
+            f"--workdir={tmp_path / 'ft'}",
+        ],
+    }.items():
+        if name == "finetuned":
+            script("train", *common, *flags, "--config.num_steps=2", "--config.progress_bar=False")
+        out = script("evaluate", *common, *flags, "--num_calib=2", f"--json={tmp_path / name}.json")
+        assert "avg kurtosis" in out and "int8-qwix" in out
+        rows[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert rows["pretrained"]["init_from"] == f"hf:{HF_BERT}" and rows["finetuned"]["step"] == 2
+    for row in rows.values():
+        assert np.isfinite([row["fp"]["metric"], row["avg_kurtosis"], row["w8a8"]["metric"]]).all()
