@@ -107,9 +107,9 @@ def hf_logits(model, family: str, inputs: dict, dtype) -> dict:
             for key in ("pixel_values", "pixel_values_12x12", "pixel_values_12x8"):
                 x = torch.tensor(inputs[key], dtype=dtype)
                 interp = key != "pixel_values"
-                out[key.replace("pixel_values", "logits")] = (
-                    model(pixel_values=x, interpolate_pos_encoding=interp).logits.numpy()
-                )
+                out[key.replace("pixel_values", "logits")] = model(
+                    pixel_values=x, interpolate_pos_encoding=interp
+                ).logits.numpy()
         else:
             kw = {k: torch.tensor(v) for k, v in inputs.items()}
             out["logits"] = model(**kw).logits.numpy()

@@ -127,7 +127,7 @@ def test_recipe_measure_finetune_with_softmax1_measure_again(tmp_path):
         "--config.data.seq_len=32",
         "--config.data.max_chars=200000",
         f"--config.data.cache_dir={tmp_path / 'cache'}",
-        "--config.batch_size=4",
+        "--config.batch_size=8",  # the suite runs on 8 CPU devices
         "--config.eval_steps=2",
     ]
     rows = {}
