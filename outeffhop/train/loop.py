@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 from outeffhop.train import (
     checkpoint,
     config_check,
+    init_from,
     metrics_log,
     optim,
     run_guard,
@@ -159,6 +160,7 @@ def _setup(cfg, workdir: str, devices) -> _Run:
     sharding.maybe_initialize_distributed(cfg.distributed)
     task = tasks.get_task(cfg.task)
     mesh = sharding.make_mesh(devices)
+    init_from.configure(cfg)  # init_from=hf:...: config.model's architecture from config.json
     config_check.validate(
         cfg, task, num_devices=len(mesh.devices.flat), process_count=jax.process_count()
     )
@@ -179,7 +181,11 @@ def _setup(cfg, workdir: str, devices) -> _Run:
 
 
 def _initial_state(run: _Run, mngr, data_iter):
-    """A fresh sharded state, or the newest checkpoint restored into the same shardings."""
+    """A fresh sharded state (from ``init_from``'s params if set), or the newest checkpoint."""
+    if run.resume_step is None and run.cfg.get("init_from"):
+        params = init_from.load_params(run.cfg, run.abstract["params"], _keys(run.cfg)[0])
+        fresh = functools.partial(init_from.fresh_state, tx=run.tx)
+        return jax.jit(fresh, out_shardings=run.shardings)(params)
     if run.resume_step is None:
         return jax.jit(run.init, out_shardings=run.shardings)(_keys(run.cfg)[0])
     target = jax.tree.map(
