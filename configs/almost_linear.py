@@ -33,5 +33,7 @@ def get_config(arg=None):
     c.rows = 8  # L: exact attention of the last L rows (the 1-layer prompted readout)
     c.err_rows = 256  # rows on which the poly error is measured against exact attention
     c.chunk = 256  # positions per chunk of the poly path
-    c.repeats = 3  # timed runs per point after a warm-up (median; 1 if a run takes > 2 s)
+    c.repeats = 50  # at most this many timed runs per point after a warm-up (best is kept)
+    c.min_time_s = 0.2  # ... or until they add up to this (one run if it takes > 2 s)
+    c.fit_min_log2_n = 12  # exponents are fitted over n >= 2^this (smaller n: overhead-bound)
     return a.apply(c)

@@ -46,7 +46,7 @@ def test_float64_reference_matches_the_float32_paths():
 @pytest.mark.slow
 def test_tiny_run_stays_within_the_bound_and_writes_its_outputs(tmp_path):
     c = config.get_config("quick")
-    c.update(dict(log2_n=(6, 7, 8), exact_max_log2_n=7, repeats=1, err_rows=32))
+    c.update(dict(log2_n=(6, 7, 8), exact_max_log2_n=7, repeats=1, err_rows=32, fit_min_log2_n=6))
     m = al.run(c, str(tmp_path))
     assert [pt["n"] for pt in m["points"]] == [64, 128, 256]
     assert all(pt["err_float64"] <= pt["bound"] for pt in m["points"])
