@@ -111,12 +111,12 @@ def crit_lines(crit) -> list[str]:
     for e in eps:
         r = [v / math.sqrt(p * math.log(2)) for p, v in zip(ps, crit["d_log2_n"][e], strict=True)]
         mid = r[ps.index(64)] if 64 in ps else None
-        trend = "rises" if r[-1] > r[0] else "falls"
+        head = r[: ps.index(64) + 1] if 64 in ps else r
+        lim = crit["limit_ratio"][e]
         lines.append(
             f"- eps = {e}: {r[0]:.3f} (2^{ps[0]}) -> {_fmt(mid, '.3f')} (2^64) -> {r[-1]:.3f} "
-            f"(2^{ps[-1]}); limit {crit['limit_ratio'][e]:.3f}. It {trend} toward a positive "
-            f"limit: B_crit = Theta(sqrt(log n)), not flat over 2^{ps[0]}..2^64 "
-            f"(spread {max(r[: ps.index(64) + 1] if 64 in ps else r) / min(r):.2f}x there)."
+            f"(2^{ps[-1]}); limit {lim:.3f} ({abs(r[-1] / lim - 1):.1%} off at 2^{ps[-1]}). "
+            f"Spread over 2^{ps[0]}..2^64: {max(head) / min(head):.2f}x."
         )
     return lines
 
@@ -196,7 +196,8 @@ def write(metrics, config, workdir):
         "",
         "![degree](degree_rank_vs_B.png) ![crit](B_crit_vs_n.png)",
         "",
-        f"## Wall time against n (B = {config.time.bound}, median of {config.time.repeats})",
+        f"## Wall time against n (B = {config.time.bound}, {config.time.get('stat', 'median')} of"
+        f" {config.time.repeats})",
         "",
         "| n | " + " | ".join(tm["seconds"]) + " |",
         "|---|" + "---|" * len(tm["seconds"]),
