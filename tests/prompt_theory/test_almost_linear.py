@@ -51,7 +51,7 @@ def test_tiny_run_stays_within_the_bound_and_writes_its_outputs(tmp_path):
     assert [pt["n"] for pt in m["points"]] == [64, 128, 256]
     assert all(pt["err_float64"] <= pt["bound"] for pt in m["points"])
     assert "exact" not in m["points"][-1]["seconds"] and "exact" in m["points"][0]["seconds"]
-    assert m["fits"]["poly"]["time_exponent"] is not None
+    assert m["fits"]["poly"]["time_exponent"] is not None and m["fits"]["poly"]["cpu_exponent"]
     assert m["fits"]["exact"]["n_range"] == [64, 128]
     for name in ("metrics.json", "report.md", "almost_linear.png"):
         assert os.path.getsize(tmp_path / name) > 0
