@@ -47,7 +47,7 @@ def get_config(arg=None):
     c.time.degrees = (2, 3)  # poly degrees timed (ranks 45 and 165 at d = 8)
     c.time.bound = 0.5  # B of the timed inputs (time does not depend on it; error does)
     c.time.repeats = 5 if quick else 9  # timed runs per point after a warm-up
-    c.time.stat = "min"  # min (robust on a shared machine: load only adds time) or median
+    c.time.stat = "min"  # min or median wall time, or cpu (process CPU time: robust to load)
     c.time.dense_max_bytes = 2**31  # dense n x n logits only below this size (4 n^2 bytes)
     c.time.always_blocked = not quick  # also time the query-blocked exact loop where dense fits
     c.time.block = 1024  # queries per block in the blocked exact loop

@@ -2,16 +2,17 @@
 
 Command: .venv/bin/python scripts/prompt_memorization.py \
     --config configs/prompt_memorization.py:quick --workdir runs/prompt_memorization
-Runtime (2 CPU cores shared with other jobs): quick ~60 s wall (~20 s CPU); cpu ~25 min.
+Runtime (2 CPU cores shared with other jobs): quick ~2 min wall idle (6 min at load 20-28);
+cpu ~40 min.
 Expected: the measured minimal prompt length grows roughly linearly in N (1, 2, 8, 12, 16
 for N = 2..32 at L = 2, d = 8), falls with the width d, and stays 1.5-4x above the counting
 bound N L d_out / d (numbers held to the targets' precision) and ~18x above the float32
 bound; single points are noisy (fresh model and data each; raise `seeds`). With every output
-coordinate scored no prompt length up to 64 reaches eps = 0.05 from N = 1 or 2 on (best sup
-error ~0.1 at N = 1, ~0.6 at N = 2), although F_post reaches every target from a free
-attention output (sup err < 0.02): about half the row pairs need non-monotone prompt
-gradients. The calculator: construction / entry bound = 2^dL-ish, construction / counting
-bound (32 D bits per token) in the hundreds to millions.
+coordinate scored (quick: N = 1, 2, 4 x 2 seeds) 1/6 points reach eps = 0.05 (N = 1, seed 0,
+L_p = 8), the one point where F_post can reach the targets from a free attention output and
+the needed prompt gradients are monotone; N >= 2 fails at sup error 0.3-0.8 for every length up
+to 64. The calculator: construction / entry bound = 4 (dL = 2) and 16 (dL = 4), construction /
+counting bound (32 D bits per token) 2e3-2e6.
 """
 
 import ml_collections
