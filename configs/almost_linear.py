@@ -3,12 +3,15 @@
 Command:
   .venv/bin/python scripts/almost_linear.py --config configs/almost_linear.py:quick \
       --workdir runs/almost_linear
-Presets: quick (n = 2^8..2^18, ~1-2 min on a 2-core CPU), cpu (n = 2^8..2^21, ~10 min).
+Presets: quick (n = 2^8..2^18, ~2 min idle, 5 min at load 20), cpu (n = 2^8..2^21, ~10 min
+idle, 26 min at load 18).
 Overrides: ``bound_kind=sqrt_log,bound=0.1`` (B = 0.1 sqrt(ln n): the boundary regime).
 Expected (c = 1/2, B = 0.5, eps = 1/n): the degree grows 2 -> 5 and the rank 15 -> 2002 over
-n = 2^8..2^18; the poly-path time exponent is ~1.6-1.8 (its operation count n r d has
-exponent ~1.7 there: n^{1+o(1)} with an o(1) that is not small at these n), exact attention
-~2.1; exact attention of the last L = 8 rows ~1; the float64 error stays below the bound.
+n = 2^8..2^18 (3003 at 2^21); fitted over n >= 2^12 the poly path's CPU-time exponent is ~1.8,
+as its operation count n r (d + 3) (1.77): n^{1+o(1)} with an o(1) that is not small at these
+n; exact attention ~1.8-2.2 (count 2.15); exact attention of the last L = 8 rows ~1.1-1.2;
+the float64 error stays below the bound. Wall-time exponents move +-0.3 under load: read the
+CPU-time ones.
 Writes metrics.json, report.md, almost_linear.png; prints the fitted exponents.
 """
 
