@@ -1,7 +1,7 @@
 """Almost-linear poly attention in the theorem regime: d = c log2 n, eps = 1/n, degree by the bound.
 
 Command:
-  .venv/bin/python scripts/almost_linear.py --config configs/almost_linear.py:quick \
+  .venv/bin/python scripts/run.py --config configs/almost_linear.py:quick \
       --workdir runs/almost_linear
 Presets: quick (n = 2^8..2^18, ~2 min idle, 5 min at load 20), cpu (n = 2^8..2^21, ~10 min
 idle, 26 min at load 18).
@@ -24,6 +24,7 @@ def get_config(arg=None):
     a = parse_arg(arg, presets=("quick", "cpu"), default="cpu")
     quick = a.preset == "quick"
     c = ml_collections.ConfigDict()
+    c.experiment = "prompt_theory.experiments.almost_linear"  # run by scripts/run.py
     c.seed = 0  # PRNG seed of the random Q, K, V
     c.log2_n = tuple(range(8, 19 if quick else 22))  # n = 2^p
     c.c = 0.5  # head width d = max(1, round(c log2 n))

@@ -1,7 +1,7 @@
 """The efficiency phase transition of prompt-tuning inference, measured (docs/prompt_theory.md).
 
 Command:
-  .venv/bin/python scripts/phase_transition.py --config configs/phase_transition.py:quick \
+  .venv/bin/python scripts/run.py --config configs/phase_transition.py:quick \
       --workdir runs/phase_transition
 Presets: quick (n = 2^10..2^13, ~30-60 s on a 2-core CPU), cpu (n = 2^10..2^16, ~5 min).
 Expected: at fixed degree the error grows steeply with B past ~sqrt(log n); the degree (and
@@ -23,6 +23,7 @@ def get_config(arg=None):
     a = parse_arg(arg, presets=("quick", "cpu"), default="cpu")
     quick = a.preset == "quick"
     c = ml_collections.ConfigDict()
+    c.experiment = "prompt_theory.experiments.phase_transition"  # run by scripts/run.py
     c.seed = 0  # PRNG seed of the random Q, K, V
     c.d = 8  # head width d (score scale 1/d, as in Alman-Song)
     c.inputs = "sign"  # Q, K entries: sign (+-B, worst case) or uniform (U(-B, B), mild)

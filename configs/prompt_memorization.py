@@ -1,6 +1,6 @@
 """Memorization capacity: minimal prompt length for N random pairs vs N, L, d, and the bound.
 
-Command: .venv/bin/python scripts/prompt_memorization.py \
+Command: .venv/bin/python scripts/run.py \
     --config configs/prompt_memorization.py:quick --workdir runs/prompt_memorization
 Runtime (2 CPU cores shared with other jobs): quick ~2 min wall idle (6 min at load 20-28);
 cpu ~40 min.
@@ -23,6 +23,7 @@ from outeffhop.launch.configs import parse_arg
 def get_config(arg=None):
     a = parse_arg(arg, presets=("quick", "cpu"), default="cpu")
     c = ml_collections.ConfigDict()
+    c.experiment = "prompt_theory.experiments.memorization"  # run by scripts/run.py
     c.seed = 0  # PRNG seed for frozen weights, data and prompt inits
     c.base_N, c.base_L, c.base_d = 8, 2, 8  # the point the three sweeps vary around
     c.sweep_N = (2, 4, 8, 16, 32)  # number of random pairs

@@ -1,6 +1,7 @@
 """The scripts' entry point: bad flags and config overrides end in one sentence, exit 1."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -35,3 +36,35 @@ def test_results_line_names_what_the_run_left(tmp_path):
     (tmp_path / "report.md").write_text("# r")
     (tmp_path / "metrics.json").write_text("{}")
     assert cli.results_line(str(tmp_path)) == f"results: {tmp_path}/ (report.md, metrics.json)"
+
+
+def _run(*args):
+    env = {**os.environ, "OUTEFFHOP_HUGEPAGES": "0"}
+    cmd = [sys.executable, "scripts/run.py", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_run_refuses_a_training_config_in_one_sentence(tmp_path):
+    out = _run("--config=configs/bert.py:quick", f"--workdir={tmp_path}")
+    assert out.returncode == 1 and "c.experiment" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_every_experiment_config_names_a_module_with_run():
+    import importlib
+
+    from outeffhop.launch.configs import load_config
+
+    named = 0
+    for path in sorted(pathlib.Path(ROOT, "configs").glob("[!_]*.py")):
+        config = load_config(path.stem)
+        if "experiment" not in config:
+            assert "task" in config, f"{path.name} names neither an experiment nor a task"
+            continue
+        assert callable(importlib.import_module(cli.experiment_module(config)).run)
+        named += 1
+    assert named >= 12
+
+
+def test_default_workdir_is_runs_and_the_config_stem():
+    assert cli.default_workdir("configs/phase_transition.py:quick,n=3") == "runs/phase_transition"
