@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 MAX_DEGREE = 200  # taylor_degree gives up past this degree
+MAX_RANK = 2**20  # poly_features / poly_attention refuse more features unless max_rank is raised
 
 
 def poly_rank(d: int, degree: int) -> int:
@@ -34,6 +35,19 @@ def poly_rank(d: int, degree: int) -> int:
         raise ValueError(f"d must be a positive int; got {d!r}.")
     _check_degree(degree)
     return math.comb(d + degree, degree)
+
+
+def check_rank(d: int, degree: int, max_rank: int | None = MAX_RANK, chunk: int = 256) -> int:
+    """r = poly_rank(d, degree); ValueError naming the memory when r > ``max_rank`` (None: any)."""
+    r = poly_rank(int(d), degree)
+    if max_rank is not None and r > max_rank:
+        gib = 4 * r * (chunk + 2 * d) / 2**30
+        raise ValueError(
+            f"degree {degree} in d = {d} gives {r} features (rank), above max_rank = {max_rank}: "
+            f"about {gib:.3g} GiB of float32 features per chunk of {chunk} positions; lower "
+            f"degree, or pass max_rank=None (or a larger int) to allow it."
+        )
+    return r
 
 
 def _check_degree(degree):
@@ -114,9 +128,14 @@ def _monomials(d: int, degree: int):
     return tuple(out)
 
 
-def poly_features(x: jax.Array, degree: int, scale: float = 1.0) -> jax.Array:
+def poly_features(
+    x: jax.Array, degree: int, scale: float = 1.0, max_rank: int | None = MAX_RANK
+) -> jax.Array:
     """phi(x) [..., n, r] for x [..., n, d]: phi(x)_alpha = scale^{|alpha|/2} x^alpha / sqrt(alpha!)
-    over |alpha| <= degree, so phi(q) . phi(k) = sum_{k<=g} (scale q.k)^k / k!. Memory O(n r)."""
+    over |alpha| <= degree, so phi(q) . phi(k) = sum_{k<=g} (scale q.k)^k / k!. Memory O(n r);
+    r = C(d + degree, degree) above ``max_rank`` is refused (see ``check_rank``)."""
+    _check_degree(degree)
+    check_rank(jnp.shape(x)[-1], degree, max_rank, chunk=jnp.shape(x)[-2])
     return jnp.swapaxes(_features_t(x, degree, scale), -1, -2)
 
 
@@ -151,7 +170,17 @@ def _check_qkv(q, k, v, causal):
         )
 
 
-def poly_attention(q, k, v, *, degree: int, scale=None, causal: bool = False, chunk: int = 256):
+def poly_attention(
+    q,
+    k,
+    v,
+    *,
+    degree: int,
+    scale=None,
+    causal: bool = False,
+    chunk: int = 256,
+    max_rank: int | None = MAX_RANK,
+):
     """phi(Q)(phi(K)^T V) / phi(Q)(phi(K)^T 1) ~ softmax(scale q k^T) v without the n x n matrix.
 
     q [..., n, d], k [..., m, d], v [..., m, d_v] -> [..., n, d_v]. scale defaults to 1/sqrt(d).
@@ -159,12 +188,14 @@ def poly_attention(q, k, v, *, degree: int, scale=None, causal: bool = False, ch
     O(chunk r + n d), and the working set stays in cache). Non-causal: a scan sums
     phi(K)^T [V, 1] -> [r, d_v + 1], then a map applies it to each query chunk. Causal: query
     i sees keys j <= i, through a scan carrying the prefix sums sum_j phi(k_j) v_j^T [r, d_v]
-    and sum_j phi(k_j) [r], plus a masked chunk x chunk block inside each chunk.
+    and sum_j phi(k_j) [r], plus a masked chunk x chunk block inside each chunk. A rank
+    r = C(d + degree, degree) above ``max_rank`` is refused with the memory it would need.
     """
     _check_degree(degree)
     _check_qkv(q, k, v, causal)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be a positive int; got {chunk!r}.")
+    check_rank(q.shape[-1], degree, max_rank, chunk)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if causal:
         return _causal(q, k, v, degree, scale, min(chunk, q.shape[-2]))

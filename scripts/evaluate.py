@@ -65,13 +65,13 @@ def evaluate(cfg, workdir, **kw) -> dict:
 
 
 def main(argv):
-    del argv
+    cli.refuse_extra_args(argv)
     cli.quiet_logs(flags.FLAGS.verbosity)
     from outeffhop.experiments.outlier_study import jobs
 
     try:
         row = evaluate(
-            _CONFIG.value,
+            cli.config_value(_CONFIG),
             _WORKDIR.value,
             num_calib=_CALIB.value,
             ablations=_ABLATIONS.value,

@@ -22,12 +22,12 @@ def main():
     flags.mark_flags_as_required(["config", "workdir"])
 
     def run(argv):
-        del argv
+        cli.refuse_extra_args(argv)
         cli.quiet_logs(flags.FLAGS.verbosity)  # orbax logs every save at INFO
         from outeffhop.train import NonFiniteLossError, train_and_evaluate
 
         try:
-            train_and_evaluate(config.value, workdir.value)
+            train_and_evaluate(cli.config_value(config), workdir.value)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)

@@ -21,11 +21,31 @@ from outeffhop.launch.hugepages import reexec_with_hugepages
 NOISY_LOGGERS = ("absl", "orbax", "jax", "jax._src.xla_bridge", "grain", "tensorflow")
 
 
+# Warnings orbax gives for what this project does on purpose (it opens the checkpoint folder
+# read-only to look for a resumable step): dropped unless --verbosity >= 1.
+EXPECTED_WARNINGS = (
+    "Given directory is read only",
+    "CheckpointManagerOptions.read_only=True",
+)
+
+
+class _DropExpected(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not any(msg.startswith(w) or w in msg[:80] for w in EXPECTED_WARNINGS)
+
+
 def quiet_logs(verbosity: int = 0) -> None:
-    """Third-party INFO logs off unless ``verbosity`` >= 1 (warnings and errors stay)."""
+    """Third-party INFO logs off unless ``verbosity`` >= 1 (warnings and errors stay, but for
+    orbax's ``EXPECTED_WARNINGS``)."""
     level = logging.INFO if verbosity >= 1 else logging.WARNING
     for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(level)
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        for f in [f for f in logger.filters if isinstance(f, _DropExpected)]:
+            logger.removeFilter(f)
+        if verbosity < 1:
+            logger.addFilter(_DropExpected())
     try:
         from absl import logging as absl_logging
 
@@ -64,8 +84,33 @@ def parse_flags(argv: list[str]) -> list[str]:
         hint = re.search(r"Did you mean [^?]*\?", clean)
         hint = f" ({hint.group(0)})" if hint else ""
         print(f"error: --config override{where}: {name}{hint}", file=sys.stderr)
-    except (flags.Error, ValueError, TypeError) as e:
+    except (flags.Error, ValueError, TypeError, OSError) as e:
         print(f"error: {_sentence(e)}", file=sys.stderr)
+    sys.exit(1)
+
+
+def refuse_extra_args(argv: list[str]) -> None:
+    """Positional arguments left after the flags end the process in one line (exit 1)."""
+    if len(argv) > 1:
+        print(
+            f"error: unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+def config_value(holder):
+    """The ConfigDict behind a ``--config`` flag (ml_collections loads the file lazily, on
+    first use): a file that is missing or raises ends the process with one sentence, exit 1."""
+    try:
+        config = holder.value
+        config.keys()  # a file that failed to load raises its error on first access
+        return config
+    except OSError as e:  # missing or unreadable file: the last line names it
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        print(f"error: --config: cannot load the config file: {lines[-1]}", file=sys.stderr)
+    except Exception as e:  # anything the config file raises
+        print(f"error: --config: {_sentence(e)}", file=sys.stderr)
     sys.exit(1)
 
 
@@ -104,15 +149,15 @@ def experiment_main() -> None:
     flags.mark_flag_as_required("config")
 
     def main(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        refuse_extra_args(argv)
         quiet_logs(flags.FLAGS.verbosity)  # absl's --verbosity: 1 shows INFO logs
+        cfg = config_value(config)
         out = workdir.value or default_workdir(
             config_flags.get_config_filename(flags.FLAGS["config"])
         )
         try:
-            module = importlib.import_module(experiment_module(config.value))
-            module.run(config.value, out)
+            module = importlib.import_module(experiment_module(cfg))
+            module.run(cfg, out)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)

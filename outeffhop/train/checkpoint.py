@@ -18,6 +18,8 @@ from typing import Any
 import grain
 import grain.checkpoint as gcp
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -143,7 +145,7 @@ def latest_compatible_step(workdir: str, abstract_params) -> int | None:
             raise FileNotFoundError("no params in the state metadata")
     except Exception as e:  # orbax raises many types for missing or garbled files
         raise ValueError(
-            f"checkpoint {where} is corrupt or partial ({type(e).__name__}: {e}); "
+            f"checkpoint {where} is corrupt or partial ({_short(e)}); "
             "move it away or choose another --workdir."
         ) from e
     want = {
@@ -180,17 +182,90 @@ def restore(mngr, step: int, abstract_state, data_iter):
                 f"checkpoint {where} cannot resume this run: {cause}; or choose another --workdir."
             ) from e
         raise ValueError(
-            f"checkpoint {where} is corrupt or partial ({type(e).__name__}: {e}); "
+            f"checkpoint {where} is corrupt or partial ({_short(e)}); "
             "move it away or choose another --workdir."
         ) from e
+    check_fingerprint(where, _saved_fingerprint(mngr, step), out["state"])
     return out["state"]
 
 
+def restore_state(mngr, step: int, target):
+    """The ``state`` item of ``step`` restored into ``target``, its fingerprint checked (for
+    evaluation and init_from; the trainer's ``restore`` also sets the data iterator)."""
+    where = os.fspath(epath.Path(mngr.directory) / str(step))
+    try:
+        out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    except Exception as e:
+        raise ValueError(
+            f"checkpoint {where} is corrupt or partial ({_short(e)}); "
+            "move it away or choose another --workdir."
+        ) from e
+    check_fingerprint(where, _saved_fingerprint(mngr, step), out["state"])
+    return out["state"]
+
+
+def _saved_fingerprint(mngr, step: int):
+    """The fingerprint stored by ``save`` (None for checkpoints written without one)."""
+    try:
+        meta = mngr.metadata(step)
+    except Exception:  # old or foreign checkpoints: no step metadata to compare with
+        return None
+    custom = getattr(meta, "custom_metadata", None) or {}
+    return custom.get("fingerprint")
+
+
+def _short(e: BaseException, limit: int = 240) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters (orbax and
+    tensorstore put whole specs in their messages)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    text = text.split(" See full TensorStore")[0]
+    text = text if len(text) <= limit else text[:limit] + " ..."
+    return f"{type(e).__name__}: {text}"
+
+
+@jax.jit
+def _sums(state):
+    """(sum_i x_i, sum_i x_i^2) over every float leaf of ``state``, accumulated in float32."""
+    leaves = [x for x in jax.tree_util.tree_leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+    total = sum(jnp.sum(x.astype(jnp.float32)) for x in leaves)
+    squares = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves)
+    return jnp.asarray(total, jnp.float32), jnp.asarray(squares, jnp.float32)
+
+
+def fingerprint(state) -> list[float]:
+    """[sum of every float entry, sum of squares]: stored with each save, checked on restore."""
+    return [float(v) for v in jax.device_get(_sums(state))]
+
+
+def check_fingerprint(where: str, saved, state, rtol: float = 1e-3) -> None:
+    """ValueError when the restored ``state`` is not finite or does not match ``saved``.
+
+    The sums are float32 and their reduction order may change with the sharding, hence a
+    relative tolerance on the sum of squares (any damage to the bytes of an array moves it by
+    far more) and an absolute one, scaled by sqrt(sum of squares), on the plain sum.
+    """
+    total, squares = fingerprint(state)
+    ok = np.isfinite(total) and np.isfinite(squares)
+    if ok and saved is not None:
+        scale = max(abs(saved[1]), 1e-30)
+        ok = abs(squares - saved[1]) <= rtol * scale and abs(total - saved[0]) <= rtol * (
+            abs(saved[0]) + np.sqrt(scale)
+        )
+    if not ok:
+        raise ValueError(
+            f"checkpoint {where} holds damaged arrays (sum {total:.6g}, sum of squares "
+            f"{squares:.6g}; saved {saved}); move it away to resume from an older step, or "
+            "choose another --workdir."
+        )
+
+
 def save(mngr, step: int, state, data_iter) -> None:
-    """Save asynchronously; ``mngr.wait_until_finished()`` before exiting."""
+    """Save asynchronously, with the state's ``fingerprint`` in the step's custom metadata;
+    ``mngr.wait_until_finished()`` before exiting."""
     mngr.save(
         step,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data_iter=DataIterSave(data_iter)
         ),
+        custom_metadata={"fingerprint": fingerprint(state)},
     )

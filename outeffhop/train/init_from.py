@@ -18,7 +18,6 @@ import os
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from outeffhop.models import hf
@@ -138,10 +137,10 @@ def _orbax_params(workdir: str, abstract_params):
             lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
             mngr.item_metadata(step)["state"],
         )
-        out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        state = checkpoint.restore_state(mngr, step, target)
     finally:
         mngr.close()
-    return jax.device_get(out["state"]["params"])
+    return jax.device_get(state["params"])
 
 
 def fresh_state(params, *, tx):

@@ -79,14 +79,33 @@ class MetricsLog:
                 self.jsonl.close()
 
 
-def _rows_up_to(path: epath.Path, step: int) -> list[str]:
+def _parse_rows(path: epath.Path) -> list[tuple[str, dict]]:
+    """(line, row) pairs of a metrics.jsonl; a partial last line (a run killed mid-write,
+    no newline) is dropped with a warning, a bad line elsewhere is a ValueError naming it."""
     if not path.exists():
         return []
     lines = path.read_text().splitlines(keepends=True)
-    return [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((line if line.endswith("\n") else line + "\n", json.loads(line)))
+        except json.JSONDecodeError:
+            if i == len(lines) and not line.endswith("\n"):
+                logging.warning("%s: dropped a partial last line (a killed write): %r", path, line)
+                continue
+            raise ValueError(
+                f"{path} line {i} is not a JSON row ({line.strip()[:60]!r}); fix or delete "
+                "that line (rows are also in the TensorBoard events), then rerun."
+            ) from None
+    return rows
+
+
+def _rows_up_to(path: epath.Path, step: int) -> list[str]:
+    return [line for line, row in _parse_rows(path) if row.get("step", step + 1) <= step]
 
 
 def read_metrics(workdir) -> list[dict]:
     """Rows of ``workdir/metrics.jsonl`` in order (any epath workdir)."""
-    text = (epath.Path(workdir) / "metrics.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [row for _, row in _parse_rows(epath.Path(workdir) / "metrics.jsonl")]

@@ -130,6 +130,22 @@ def check_budget(resume_step: int | None, num_steps: int) -> str | None:
     return None
 
 
+def make_workdir(workdir: str) -> None:
+    """Create a local ``workdir`` and check it is a writable directory (one ValueError)."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"workdir {workdir} is a file, not a directory; choose another --workdir.")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(
+            f"workdir {workdir} cannot be written ({e.strerror}); choose a writable --workdir."
+        ) from None
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: str):
     """Hold ``workdir/.lock`` exclusively; WorkdirLockedError if another run holds it.
@@ -139,7 +155,7 @@ def workdir_lock(workdir: str):
     if "://" in workdir:
         yield
         return
-    os.makedirs(workdir, exist_ok=True)
+    make_workdir(workdir)
     path = os.path.join(workdir, LOCK_FILE)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
