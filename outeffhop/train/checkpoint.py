@@ -144,10 +144,7 @@ def latest_compatible_step(workdir: str, abstract_params) -> int | None:
         if not saved:
             raise FileNotFoundError("no params in the state metadata")
     except Exception as e:  # orbax raises many types for missing or garbled files
-        raise ValueError(
-            f"checkpoint {where} is corrupt or partial ({_short(e)}); "
-            "move it away or choose another --workdir."
-        ) from e
+        raise corrupt(where, e) from e
     want = {
         "params/" + _path_str(p): tuple(x.shape)
         for p, x in jax.tree_util.tree_flatten_with_path(abstract_params)[0]
@@ -181,10 +178,7 @@ def restore(mngr, step: int, abstract_state, data_iter):
             raise ResumeMismatch(
                 f"checkpoint {where} cannot resume this run: {cause}; or choose another --workdir."
             ) from e
-        raise ValueError(
-            f"checkpoint {where} is corrupt or partial ({_short(e)}); "
-            "move it away or choose another --workdir."
-        ) from e
+        raise corrupt(where, e) from e
     check_fingerprint(where, _saved_fingerprint(mngr, step), out["state"])
     return out["state"]
 
@@ -196,10 +190,7 @@ def restore_state(mngr, step: int, target):
     try:
         out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     except Exception as e:
-        raise ValueError(
-            f"checkpoint {where} is corrupt or partial ({_short(e)}); "
-            "move it away or choose another --workdir."
-        ) from e
+        raise corrupt(where, e) from e
     check_fingerprint(where, _saved_fingerprint(mngr, step), out["state"])
     return out["state"]
 
@@ -212,6 +203,14 @@ def _saved_fingerprint(mngr, step: int):
         return None
     custom = getattr(meta, "custom_metadata", None) or {}
     return custom.get("fingerprint")
+
+
+def corrupt(where: str, e: BaseException) -> ValueError:
+    """The one-sentence error for a checkpoint that cannot be read."""
+    return ValueError(
+        f"checkpoint {where} is corrupt or partial ({_short(e)}); "
+        "move it away or choose another --workdir."
+    )
 
 
 def _short(e: BaseException, limit: int = 240) -> str:
