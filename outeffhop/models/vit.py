@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from outeffhop.models.blocks import TransformerLayer, dense, dtypes, layer_norm
+from outeffhop.models.blocks import dense, dtypes, layer_norm, layer_stack
 from outeffhop.models.presets import check_config
 from outeffhop.nn.attention import INIT_STD, partitioned
 from outeffhop.nn.dropout import Dropout, config_masks
@@ -18,8 +18,8 @@ class ViT(nn.Module):
     """images [B, S, S, C] -> class logits [B, num_classes] read from the CLS token.
 
     ``patch_embedding`` (conv, stride = patch_size), CLS token ``cls``, learned
-    ``position_embeddings`` [1, 1 + (S/p)^2, D], dropout, pre-LN layers ``layer_{i}``,
-    ``final_ln`` and a linear ``head``.
+    ``position_embeddings`` [1, 1 + (S/p)^2, D], dropout, pre-LN layers ``layer_{i}``
+    (``blocks.layer_stack``), ``final_ln`` and a linear ``head``.
     """
 
     config: Any
@@ -61,10 +61,7 @@ class ViT(nn.Module):
         x = Dropout(cfg.hidden_dropout, masks=config_masks(cfg))(
             x + pos.astype(x.dtype), deterministic=deterministic
         )
-        for i in range(cfg.num_layers):
-            x = TransformerLayer(cfg, pre_ln=True, name=f"layer_{i}")(
-                x, deterministic=deterministic
-            )
+        x = layer_stack(self, x, pre_ln=True, deterministic=deterministic)
         x = layer_norm("final_ln", cfg)(x)
         return dense(cfg.num_classes, ("embed", "classes"), "head", cfg)(x[:, 0])
 
