@@ -9,7 +9,8 @@ Presets:
            an earlier d=64 run reached MLM loss ~5.3 after 5000 steps).
     paper  bert-base (12L/768/12H), seq 128, batch 256, 200k steps, AdamW lr 1e-4 linear,
            warmup 10k, wd 0.01, clip 1.0, BookCorpus + Wikipedia (needs `pip install
-           outeffhop[data]` and the corpora cached locally); TPU pod / multi-GPU scale.
+           outeffhop[data]` and the corpora cached locally); bf16 compute with fp32 params
+           and Adam state, FSDP; TPU pod / multi-GPU scale.
 Pick the attention variant with e.g. --config.model.attention.normalizer=softmax1.
 """
 
@@ -44,6 +45,7 @@ def get_config(arg: str = "quick"):
         c.eval_steps = 16
     else:
         c.model = models.get_config("bert-base")  # 12L/768/12H, vocab 30522, dropout 0.1
+        c.model.dtype = "bfloat16"  # compute; params (and so Adam's moments) stay float32
         c.data.name = "bookcorpus_wikipedia"  # HF datasets, cached locally
         c.data.vocab_size, c.data.seq_len = 30522, 128
         c.batch_size, c.num_steps = 256, 200_000

@@ -10,7 +10,8 @@ Presets:
     paper  ViT-S/16 (12L/384/6H) on ImageNet-1k from a local class-folder tree (pass
            --config.data.path=/path/to/imagenet/train), 224x224, batch 1024, 300 epochs,
            AdamW lr 1e-3 cosine, warmup 5 epochs, wd 0.05, clip 1.0 (the DeiT-S recipe that
-           Bondarenko et al. follow [check]); TPU pod / multi-GPU scale.
+           Bondarenko et al. follow [check]); bf16 compute with fp32 params and Adam state,
+           FSDP; TPU pod / multi-GPU scale.
 Pick the attention variant with e.g. --config.model.attention.normalizer=softmax1.
 """
 
@@ -52,6 +53,7 @@ def get_config(arg: str = "quick"):
         c.data.image_size, c.data.channels = 224, 3
         c.data.augment = True
         c.model = models.get_config("vit-s/16")  # 12L/384/6H, patch 16, 1000 classes
+        c.model.dtype = "bfloat16"  # compute; params (and so Adam's moments) stay float32
         c.batch_size, c.num_steps = 1024, 375_000  # ~300 epochs of 1.28M images
         c.optim.lr, c.optim.warmup_steps = 1e-3, 6_250  # ~5 epochs
         c.optim.schedule = "cosine"

@@ -10,7 +10,9 @@ Parameters carry logical names through ``nn.with_logical_partitioning``; activat
 - with a model axis (Megatron-style tensor parallelism): the column-parallel weights
   (query/key/value ``joined_kv``, ``ffn_in`` ``mlp``), the row-parallel weights (out_proj,
   ``ffn_out``: the same names on their input side), the heads, the vocabulary (embedding
-  rows and the tied lm head's logits) -> ``model``.
+  rows and the tied lm head's logits) -> ``model``; the residual stream between the blocks
+  is split over ``model`` along the sequence (``act_seq``, sequence parallelism), so that no
+  [B, L, D] activation is replicated over the tensor-parallel group.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ LOGICAL_AXES = (
 ACTIVATION_AXES = (
     "batch",  # examples B
     "act_length",  # tokens L
+    "act_seq",  # tokens L of the residual stream (sequence parallel over model, if asked)
     "act_embed",  # residual width D
     "act_heads",  # heads H
     "act_kv",  # head dim Dh
@@ -51,7 +54,10 @@ ACTIVATION_AXES = (
     "act_vocab",  # logits V
 )
 PARALLELISMS = ("dp", "fsdp")
-TENSOR_PARALLEL = ("mlp", "joined_kv", "heads", "vocab", "act_heads", "act_mlp", "act_vocab")
+TENSOR_PARALLEL = (
+    *("mlp", "joined_kv", "heads", "vocab"),
+    *("act_seq", "act_heads", "act_mlp", "act_vocab"),
+)
 
 
 def logical_axis_rules(parallelism: str = "fsdp", data_axis: str = "data", model_axis=None):

@@ -57,7 +57,7 @@ def constrain(x, names):
 
 
 # Activation names of the arrays the models constrain.
-RESIDUAL = ("batch", "act_length", "act_embed")  # [B, L, D]
+RESIDUAL = ("batch", "act_seq", "act_embed")  # [B, L, D] (act_seq: sequence parallel)
 HEADS = ("batch", "act_length", "act_heads", "act_kv")  # [B, L, H, Dh]
 FFN_HIDDEN = ("batch", "act_length", "act_mlp")  # [B, L, F]
 LOGITS = ("batch", "act_length", "act_vocab")  # [B, L, V]

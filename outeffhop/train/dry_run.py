@@ -10,7 +10,10 @@ HLO by kind, model FLOPs per step, and whether it fits ``config.dry_run_device_g
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import logging
 import os
 import re
 
@@ -21,6 +24,10 @@ from outeffhop.train import loop, sharding
 
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
 GIB = 2**30
+CPU_NOTE = [
+    "  note: CPU compile (XLA's CPU buffer assignment). A GPU build takes cuDNN attention",
+    "  where it can and never holds the [B, H, T, S] scores that the explicit path does.",
+]
 
 
 def count_collectives(hlo_text: str) -> dict[str, int]:
@@ -52,20 +59,57 @@ def analytic_flops(num_params: int, tokens: int) -> float:
     return 6.0 * num_params * tokens
 
 
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _captured_info(name="absl"):
+    """INFO messages logged to ``name`` inside the block (kept off the console)."""
+    logger, handler = logging.getLogger(name), _Collect()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def attention_paths(messages) -> dict[str, int]:
+    """``{"<path> path (<reason>)": layers}`` from MultiHeadAttention's trace-time log lines."""
+    found = collections.Counter()
+    for m in messages:
+        if m.startswith("attention ") and ": " in m:
+            found[m.split(": ", 1)[1]] += 1
+    return dict(found)
+
+
 def compile_step(run):
-    """The compiled train step of ``run`` (loop._setup) for abstract state and batch."""
+    """(compiled train step, attention paths) of ``run`` (loop._setup), from abstract
+    state and batch."""
     step_fn, _ = loop._compiled_steps(run)
     state = _abstract(run.abstract, run.shardings)
     batch = jax.eval_shape(lambda: run.task.example_batch(run.cfg, run.cfg.batch_size))
     batch_sh = sharding.batch_sharding(run.mesh)
     batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=batch_sh), batch)
-    return step_fn.lower(state, batch).compile()
+    with _captured_info() as messages:
+        lowered = step_fn.lower(state, batch)
+    return lowered.compile(), attention_paths(messages)
 
 
 def measure(run) -> dict:
     """Everything ``plan`` reports for a set-up run (see the module docstring)."""
     cfg = run.cfg
-    compiled = compile_step(run)
+    compiled, paths = compile_step(run)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -95,8 +139,14 @@ def measure(run) -> dict:
             "peak_bytes": int(total),
             "device_gib": float(cfg.dry_run_device_gib),
             "fits": bool(total <= cfg.dry_run_device_gib * GIB),
+            "attention_paths": paths,
+            "backend": jax.default_backend(),
         },
     }
+
+
+def _size(n: float) -> str:
+    return f"{n / GIB:.3f} GiB" if n >= GIB / 10 else f"{n / 2**20:.2f} MiB"
 
 
 def report_lines(result: dict) -> list[str]:
@@ -106,16 +156,18 @@ def report_lines(result: dict) -> list[str]:
     verdict = "fits" if x["fits"] else "does NOT fit"
     return [
         f"dry run: {result['devices']} devices, mesh {mesh}",
-        f"  per device: params {b['params'] / GIB:.3f} GiB, optimizer state "
-        f"{b['opt_state'] / GIB:.3f} GiB, temporaries {b['temp'] / GIB:.3f} GiB",
+        f"  per device: params {_size(b['params'])}, optimizer state "
+        f"{_size(b['opt_state'])}, temporaries {_size(b['temp'])}",
         f"  per device peak (arguments + temporaries + non-donated outputs): "
-        f"{x['peak_bytes'] / GIB:.3f} GiB: {verdict} in {x['device_gib']:g} GiB",
+        f"{_size(x['peak_bytes'])}: {verdict} in {x['device_gib']:g} GiB",
         f"  model FLOPs per step: {result['flops_per_step']:.4g} (analytic 6 N T: "
         f"N = {x['num_params']:,} params, T = {x['tokens_per_step']:,} tokens; XLA's "
         f"cost analysis counts {x['xla_flops_per_device']:.4g} per device)",
         "  collectives in the compiled step: "
         + ", ".join(f"{k} {v}" for k, v in result["collectives"].items()),
-    ]
+        f"  compiled for {x['backend']}; attention (traced layers): "
+        + ("; ".join(f"{k} x{v}" for k, v in x["attention_paths"].items()) or "none"),
+    ] + (CPU_NOTE if x["backend"] == "cpu" else [])
 
 
 def plan(config, workdir: str, *, devices=None) -> dict:
