@@ -17,6 +17,15 @@ def _loss(model, params, batch, rng, train):
     return _transformer._loss(model, params, {"input_ids": batch["tokens"]}, rng, train)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _cheap_compiles():
+    """Tiny shapes: compiling dominates, so skip XLA's costly optimizations in this module."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
 def tiny_opt_task() -> tasks.Task:
     """OPT (tiny sizes) on the toy task's Markov sequences: a logically partitioned model."""
     return tasks.Task(
@@ -94,5 +103,7 @@ def test_model_axis_needs_logical_rules_and_divisible_sizes(tmp_path):
         train(c, str(tmp_path / "toy"))
     c = tiny_opt_config(num_heads=2, d_ff=66)
     c.mesh.model = 4
-    with pytest.raises(ValueError, match="ffn_in/bias dimension 66 over 4 devices of mesh axis .model."):
+    with pytest.raises(
+        ValueError, match="ffn_in/bias dimension 66 over 4 devices of mesh axis .model."
+    ):
         train(c, str(tmp_path / "odd"))
