@@ -165,7 +165,7 @@ def report_lines(result: dict) -> list[str]:
         f"cost analysis counts {x['xla_flops_per_device']:.4g} per device)",
         "  collectives in the compiled step: "
         + ", ".join(f"{k} {v}" for k, v in result["collectives"].items()),
-        f"  compiled for {x['backend']}; attention (traced layers): "
+        f"  compiled for {x['backend']}; attention per layer trace: "
         + ("; ".join(f"{k} x{v}" for k, v in x["attention_paths"].items()) or "none"),
     ] + (CPU_NOTE if x["backend"] == "cpu" else [])
 

@@ -90,7 +90,7 @@ def test_script_dry_run_writes_the_plan_and_exits_3_when_it_does_not_fit(tmp_pat
     )  # fmt: skip
     assert out.returncode == 3, out.stderr[-2000:]
     assert "does NOT fit in 0.001 GiB" in out.stdout
-    assert "attention (traced layers): reference path" in out.stdout
+    assert "attention per layer trace: reference path" in out.stdout
     with open(tmp_path / "dry_run.json") as f:
         saved = json.load(f)
     assert saved["mesh"] == {"data": 4, "model": 2}
