@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 
 from outeffhop.launch.hugepages import reexec_with_hugepages
@@ -30,6 +31,41 @@ def quiet_logs(verbosity: int = 0) -> None:
         absl_logging.set_verbosity(absl_logging.INFO if verbosity >= 1 else absl_logging.WARNING)
     except ImportError:  # absl is a dependency; keep the helper usable without it
         pass
+
+
+def _sentence(e: BaseException) -> str:
+    """One line from a flag-parsing error (ml_collections nests quotes, newlines, tracebacks)."""
+    text = str(e.args[0] if e.args else e).replace("\\n", "\n").replace("\\'", "'")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        head = lines[0].rstrip(":")
+        return f"{head}: {lines[-1]}"  # the exception the config file raised
+    return " ".join(lines).strip("'\" ")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad flag or config override reported in one sentence.
+
+    ``--config.optim.lrr=1`` (no such field) ends the process with exit status 1 and
+    ``error: --config override: unknown field 'lrr'; Did you mean "lr" instead of "lrr"?``
+    instead of a traceback.
+    """
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        overrides = [a for a in argv[1:] if a.startswith("--config.")]
+        where = f" in {' '.join(overrides)}" if overrides else ""
+        clean = str(e).replace("\\n", " ").replace("\\", "")
+        field = re.search(r"'(\w+)'", clean)
+        name = f"unknown field {field.group(1)!r}" if field else _sentence(e)
+        hint = re.search(r"Did you mean [^?]*\?", clean)
+        hint = f" ({hint.group(0)})" if hint else ""
+        print(f"error: --config override{where}: {name}{hint}", file=sys.stderr)
+    except (flags.Error, ValueError, TypeError) as e:
+        print(f"error: {_sentence(e)}", file=sys.stderr)
+    sys.exit(1)
 
 
 def results_line(workdir: str) -> str:
@@ -59,4 +95,4 @@ def experiment_main(module: str, default_config: str, default_workdir: str) -> N
             sys.exit(1)
         print(results_line(workdir.value), flush=True)
 
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
