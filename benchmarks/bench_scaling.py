@@ -13,8 +13,9 @@ share the host's cores, so these ratios show partitioning overhead, not speed-up
 ``--time_only`` runs just that table (minutes). Targets (issue 15): at 8 devices fsdp
 temp <= 1.25 x (1-device temp / 8) + the largest gathered parameter group; fsdp params +
 optimizer state per device <= 1.1 x 1/8 of the total; remat cuts temporaries >= 2x at 12
-layers. The memory part compiles 13 steps of the 12-layer model: 70 min on the shared
-2-core dev box at load ~20 (about 1-5 min per compile).
+layers. The memory part compiles 13 steps of the 12-layer model: with ``--scan`` the
+whole script took 22 min on the shared 2-core dev box at load 12-20 (docs/scaling.md has
+the table); unrolled, each compile takes 5-13 min there.
 """
 
 from __future__ import annotations
