@@ -8,7 +8,8 @@ Presets:
     cpu    4L/128/4H/512, WordPiece 8192, seq 128, 6000 steps of batch 16 (~1 h on 2 cores;
            an earlier d=64 run reached MLM loss ~5.3 after 5000 steps).
     paper  bert-base (12L/768/12H), seq 128, batch 256, 200k steps, AdamW lr 1e-4 linear,
-           warmup 10k, wd 0.01, clip 1.0; TPU pod / multi-GPU scale. Reads token shards:
+           warmup 10k, wd 0.01, clip 1.0; bf16 compute with fp32 params and Adam state,
+           FSDP; TPU pod / multi-GPU scale. Reads token shards:
            prepare them once from BookCorpus + Wikipedia parquet files (or any text or
            parquet folder; `pip install outeffhop[data]`), then train (docs/data.md):
         python scripts/prepare_data.py --config configs/bert.py:paper \
@@ -50,6 +51,7 @@ def get_config(arg: str = "quick"):
         c.eval_steps = 16
     else:
         c.model = models.get_config("bert-base")  # 12L/768/12H, vocab 30522, dropout 0.1
+        c.model.dtype = "bfloat16"  # compute; params (and so Adam's moments) stay float32
         c.data.name = "bookcorpus_wikipedia"  # prepare: HF parquet forms, or name=parquet
         c.data.format = "shards"  # memory-mapped token shards from scripts/prepare_data.py
         c.data.shards_dir = ""  # required: the folder prepare_data.py wrote

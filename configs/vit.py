@@ -12,7 +12,8 @@ Presets:
            1024, 300 epochs, AdamW lr 1e-3 cosine, warmup 5 epochs, wd 0.05, clip 1.0, DeiT
            augmentation (random-resized crop, flip, RandAugment m9, mixup 0.8, CutMix 1.0,
            label smoothing 0.1; the DeiT-S recipe that Bondarenko et al. follow [check]),
-           JPEGs decoded by 16 grain worker processes per host; TPU pod / multi-GPU scale.
+           JPEGs decoded by 16 grain worker processes per host; bf16 compute with fp32
+           params and Adam state, FSDP; TPU pod / multi-GPU scale.
 Pick the attention variant with e.g. --config.model.attention.normalizer=softmax1.
 """
 
@@ -60,6 +61,7 @@ def get_config(arg: str = "quick"):
         c.data.eval_crop_frac = 0.875  # eval: resize to 256, centre crop 224
         c.data.num_workers = 16  # JPEG-decoding processes per host
         c.model = models.get_config("vit-s/16")  # 12L/384/6H, patch 16, 1000 classes
+        c.model.dtype = "bfloat16"  # compute; params (and so Adam's moments) stay float32
         c.batch_size, c.num_steps = 1024, 375_000  # ~300 epochs of 1.28M images
         c.optim.lr, c.optim.warmup_steps = 1e-3, 6_250  # ~5 epochs
         c.optim.schedule = "cosine"

@@ -8,8 +8,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from outeffhop.models import partitioning as pt
 from outeffhop.models.bert import check_token_ids
-from outeffhop.models.blocks import TransformerLayer, check_length, embed, layer_norm
+from outeffhop.models.blocks import check_length, embed, layer_norm, layer_stack
 from outeffhop.models.presets import check_config
 from outeffhop.nn.dropout import Dropout, config_masks
 
@@ -30,8 +31,9 @@ class Opt(nn.Module):
     """input_ids [B, L] (+ attention_mask, segment_ids, position_ids [B, L]) -> logits [B, L, V].
 
     Word + learned position embeddings, dropout, ``num_layers`` causal pre-LN layers
-    ``layer_{i}``, ``final_ln``, and an lm head tied to the word embeddings. ``segment_ids``
-    (packed documents, 0 = padding) restricts attention to the query's own document.
+    ``layer_{i}`` (``blocks.layer_stack``: remat, scan), ``final_ln``, and an lm head tied
+    to the word embeddings. ``segment_ids`` (packed documents, 0 = padding) restricts
+    attention to the query's own document.
 
     Positions: ``position_ids`` when given, else ``positions_from_mask(attention_mask)``
     (HF's rule, so left-padded batches give each real token its unpadded position), else
@@ -74,11 +76,11 @@ class Opt(nn.Module):
             mask = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]
             if attention_mask is not None:
                 mask = mask & attention_mask.astype(bool)[:, None, None, :]
-        for i in range(cfg.num_layers):
-            layer = TransformerLayer(cfg, pre_ln=True, is_causal=True, name=f"layer_{i}")
-            x = layer(x, attention_mask, deterministic=deterministic, mask=mask)
+        x = layer_stack(
+            self, x, attention_mask, mask, pre_ln=True, is_causal=True, deterministic=deterministic
+        )
         x = layer_norm("final_ln", cfg)(x)
-        return word.attend(x)
+        return pt.constrain(word.attend(x), pt.LOGITS)
 
 
 INPUTS = ("input_ids", "attention_mask", "segment_ids", "position_ids")

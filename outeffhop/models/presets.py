@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
-from outeffhop.models.blocks import ACTIVATIONS
+from outeffhop.models.blocks import ACTIVATIONS, check_stack_config
 from outeffhop.nn.attention import attention_config, check_attention_config
 from outeffhop.nn.dropout import MASKS, config_masks
 
@@ -29,6 +29,8 @@ def _base(model: str, **sizes) -> ml_collections.ConfigDict:
     cfg.dropout_masks = "hash"  # hash (keyed index hash, fast) | bernoulli (= nn.Dropout's)
     cfg.dtype = "float32"  # compute dtype: float32 | bfloat16 | float16
     cfg.param_dtype = "float32"  # parameter dtype
+    cfg.remat = "none"  # none | block | a jax.checkpoint_policies name (blocks.REMAT)
+    cfg.scan_layers = False  # nn.scan over the layers: params stacked as layers/... [N, ...]
     cfg.attention = attention_config(**_ATTENTION_DEFAULTS[model])  # normalizer, gate, sink
     if model in ("bert", "opt"):
         cfg.vocab_size = sizes["vocab_size"]  # token vocabulary V (set it to the tokenizer's)
@@ -75,6 +77,31 @@ _PRESETS = {
             d_model=768,
             num_heads=12,
             d_ff=3072,
+            vocab_size=50272,
+            max_len=2048,
+            hidden_dropout=0.1,
+        ),
+    ),
+    # OPT-1.3B / 6.7B sizes (Zhang et al. 2022, table 1), for the mesh and dry-run presets.
+    "opt-1.3b": (
+        "opt",
+        dict(
+            num_layers=24,
+            d_model=2048,
+            num_heads=32,
+            d_ff=8192,
+            vocab_size=50272,
+            max_len=2048,
+            hidden_dropout=0.1,
+        ),
+    ),
+    "opt-6.7b": (
+        "opt",
+        dict(
+            num_layers=32,
+            d_model=4096,
+            num_heads=32,
+            d_ff=16384,
             vocab_size=50272,
             max_len=2048,
             hidden_dropout=0.1,
@@ -170,4 +197,5 @@ def check_config(cfg) -> None:
                 f"image_size must be divisible by patch_size; got {cfg.image_size} "
                 f"and {cfg.patch_size}."
             )
+    check_stack_config(cfg)
     check_attention_config(cfg.attention, cfg.d_model // cfg.num_heads)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from outeffhop.models.blocks import TransformerLayer, dense, dtypes, layer_norm
+from outeffhop.models.blocks import dense, dtypes, layer_norm, layer_stack
 from outeffhop.models.presets import check_config
 from outeffhop.nn.attention import INIT_STD, partitioned
 from outeffhop.nn.dropout import Dropout, config_masks
@@ -79,9 +79,10 @@ class ViT(nn.Module):
     """images [B, S, S, C] -> class logits [B, num_classes] read from the CLS token.
 
     ``patch_embedding`` (conv, stride = patch_size), CLS token ``cls``, learned
-    ``position_embeddings`` [1, 1 + (S/p)^2, D], dropout, pre-LN layers ``layer_{i}``,
-    ``final_ln`` and a linear ``head``. LayerNorm epsilon is ``layer_norm_eps``: 1e-6 in the
-    presets, 1e-12 in models imported from HF (ViTConfig's default; ``models.hf``).
+    ``position_embeddings`` [1, 1 + (S/p)^2, D], dropout, pre-LN layers ``layer_{i}``
+    (``blocks.layer_stack``: remat, scan), ``final_ln`` and a linear ``head``. LayerNorm
+    epsilon is ``layer_norm_eps``: 1e-6 in the presets, 1e-12 in models imported from HF
+    (ViTConfig's default; ``models.hf``).
 
     ``interpolate_pos_encoding=True`` accepts [B, H, W, C] images of any size with H, W
     multiples of p: the patch rows of the position table are resized bicubically from
@@ -123,10 +124,7 @@ class ViT(nn.Module):
         x = Dropout(cfg.hidden_dropout, masks=config_masks(cfg))(
             x + pos, deterministic=deterministic
         )
-        for i in range(cfg.num_layers):
-            x = TransformerLayer(cfg, pre_ln=True, name=f"layer_{i}")(
-                x, deterministic=deterministic
-            )
+        x = layer_stack(self, x, pre_ln=True, deterministic=deterministic)
         x = layer_norm("final_ln", cfg)(x)
         return dense(cfg.num_classes, ("embed", "classes"), "head", cfg)(x[:, 0])
 

@@ -17,6 +17,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from outeffhop.nn import constraints
 from outeffhop.train import (
     checkpoint,
     config_check,
@@ -46,18 +47,32 @@ def init_fn(rng, *, cfg, task, model, tx):
     return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
 
 
-def _param_specs(cfg, task, model):
-    """PartitionSpecs of the params from the model's logical axis names, or None."""
-    return _param_specs_for(cfg, task, model, cfg.parallelism)
+def _model_axis(mesh):
+    """The mesh axis tensor parallelism uses, or None when it has one device."""
+    return sharding.MODEL_AXIS if mesh.shape[sharding.MODEL_AXIS] > 1 else None
 
 
-def _param_specs_for(cfg, task, model, parallelism):
+def _rules(task, parallelism, model_axis=None):
+    """The task's logical axis rules (params and activations), or None."""
     if task.logical_rules is None:
         return None
-    batch = task.example_batch(cfg, 1)
+    if model_axis is None:
+        return task.logical_rules(parallelism)
+    return task.logical_rules(parallelism, model_axis)
+
+
+def _param_specs(cfg, task, model, mesh):
+    """PartitionSpecs of the params from the model's logical axis names, or None."""
+    return _param_specs_for(cfg, task, model, cfg.parallelism, _model_axis(mesh))
+
+
+def _param_specs_for(cfg, task, model, parallelism, model_axis=None):
+    if task.logical_rules is None:
+        return None
+    batch = jax.eval_shape(lambda: task.example_batch(cfg, 1))
     rngs = lambda r: {"params": r, "dropout": r}  # noqa: E731
-    boxed = jax.eval_shape(lambda r: task.init(model, rngs(r), batch), _keys(cfg)[0])
-    return nn.logical_to_mesh(nn.get_partition_spec(boxed), task.logical_rules(parallelism))
+    boxed = jax.eval_shape(lambda r, b: task.init(model, rngs(r), b), _keys(cfg)[0], batch)
+    return nn.logical_to_mesh(nn.get_partition_spec(boxed), _rules(task, parallelism, model_axis))
 
 
 def _accumulate(loss_fn, params, batch, rng, num_micro):
@@ -153,16 +168,22 @@ class _Run:
     abstract: dict
     shardings: dict
     resume_step: int | None
+    rules: tuple | None = None  # logical axis rules of the activation constraints
 
 
 def _setup(cfg, workdir: str, devices) -> _Run:
     """Checks the config and the checkpoint; builds model, optimizer and state shardings."""
     sharding.maybe_initialize_distributed(cfg.distributed)
     task = tasks.get_task(cfg.task)
-    mesh = sharding.make_mesh(devices)
+    mesh_cfg = cfg.get("mesh", {})
+    mesh = sharding.make_mesh(devices, mesh_cfg.get("data", -1), mesh_cfg.get("model", 1))
     init_from.configure(cfg)  # init_from=hf:...: config.model's architecture from config.json
     config_check.validate(
-        cfg, task, num_devices=len(mesh.devices.flat), process_count=jax.process_count()
+        cfg,
+        task,
+        num_devices=len(mesh.devices.flat),
+        process_count=jax.process_count(),
+        mesh_shape=tuple(mesh.shape.values()),
     )
     if task.check is not None:
         task.check(cfg)
@@ -172,12 +193,13 @@ def _setup(cfg, workdir: str, devices) -> _Run:
     init = functools.partial(init_fn, cfg=cfg, task=task, model=model, tx=tx)
     abstract = jax.eval_shape(init, _keys(cfg)[0])
     shardings = sharding.state_shardings(
-        abstract, mesh, cfg.parallelism, cfg.fsdp_min_size, _param_specs(cfg, task, model)
+        abstract, mesh, cfg.parallelism, cfg.fsdp_min_size, _param_specs(cfg, task, model, mesh)
     )
+    rules = _rules(task, cfg.parallelism, _model_axis(mesh))
     resume_step = checkpoint.latest_compatible_step(workdir, abstract["params"])
     if jax.process_count() > 1:  # every process inspects before any creates the directory
         multihost_utils.sync_global_devices("outeffhop.train: checkpoints inspected")
-    return _Run(cfg, task, mesh, model, tx, schedule, init, abstract, shardings, resume_step)
+    return _Run(cfg, task, mesh, model, tx, schedule, init, abstract, shardings, resume_step, rules)
 
 
 def _initial_state(run: _Run, mngr, data_iter):
@@ -198,6 +220,19 @@ def _initial_state(run: _Run, mngr, data_iter):
     return state
 
 
+def _constrained(run: _Run, fn):
+    """``fn`` traced with the model's activation constraints on ``run.mesh`` (batch over
+    ``data``, heads / FFN / vocab over ``model``), when the task has logical axis rules."""
+    if run.rules is None:
+        return fn
+
+    def traced(*args):
+        with constraints.activation_sharding(run.mesh, run.rules):
+            return fn(*args)
+
+    return traced
+
+
 def _compiled_steps(run: _Run):
     """The jitted train step (state donated) and eval step, with in/out shardings."""
     replicated = NamedSharding(run.mesh, P())
@@ -206,13 +241,13 @@ def _compiled_steps(run: _Run):
         train_step, cfg=run.cfg, task=run.task, model=run.model, tx=run.tx, schedule=run.schedule
     )
     step_fn = jax.jit(
-        step,
+        _constrained(run, step),
         in_shardings=(run.shardings, batch_sh),
         out_shardings=(run.shardings, replicated),
         donate_argnums=0,
     )
     eval_fn = jax.jit(
-        functools.partial(eval_step, task=run.task, model=run.model),
+        _constrained(run, functools.partial(eval_step, task=run.task, model=run.model)),
         in_shardings=(run.shardings["params"], batch_sh),
         out_shardings=replicated,
     )
