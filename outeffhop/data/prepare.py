@@ -118,8 +118,8 @@ class RowPacker:
 
 
 def _tokenizer_for(dcfg, kind: str, workers: int) -> Tokenizer:
-    if dcfg.get("tokenizer_path"):
-        return tokenizer.load_tokenizer(dcfg.tokenizer_path)
+    if tokenizer.given_path(dcfg):
+        return tokenizer.load_tokenizer(tokenizer.given_path(dcfg))
     train_docs = corpus.iter_split_documents(dcfg, "train")
     cap = dcfg.get("tokenizer_max_chars", 0)
     if cap:
@@ -172,7 +172,7 @@ def prepare(config) -> dict:
     workers = dcfg.get("num_workers", 0) or os.cpu_count() or 1
     tok = _tokenizer_for(dcfg, kind_of(dcfg), workers)
     roles = ("cls", "sep", "pad", "mask") if dcfg.objective == "mlm" else ("eos", "pad")
-    where = "data.tokenizer_path" if dcfg.get("tokenizer_path") else "data.tokenizer"
+    where = "data.tokenizer_path" if tokenizer.given_path(dcfg) else "data.tokenizer"
     ids = tokenizer.require_roles(tok, roles, where)
     os.makedirs(root, exist_ok=True)
     tok_json = tok.to_str()

@@ -61,7 +61,7 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
     d.shards_dir = ""  # format=shards: folder written by scripts/prepare_data.py (local)
     d.text_column = "text"  # parquet/arrow/HF corpora: the column holding the text
     d.tokenizer = "auto"  # wordpiece | bytelevel_bpe | auto (wordpiece for mlm, bpe for clm)
-    d.tokenizer_path = ""  # an existing tokenizer.json or HF tokenizer folder; "" = train one
+    d.tokenizer_path = ""  # a tokenizer.json or HF tokenizer folder; "" or "train": train one
     d.vocab_size = 8192  # tokenizer vocabulary size (trained locally, cached)
     d.tokenizer_max_chars = 0  # prepare: train the tokenizer on this many characters; 0 = all
     d.shard_rows = 0  # prepare: rows per shard file; 0 = about 256 MiB per file

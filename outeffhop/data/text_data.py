@@ -62,8 +62,8 @@ def cache_examples(dcfg, train: bool, cache_dir: str):
     if kind == "auto":
         kind = "wordpiece" if dcfg.objective == "mlm" else "bytelevel_bpe"
     train_docs, val_docs = corpus.load_split_documents(dcfg, cache_dir)
-    if dcfg.get("tokenizer_path"):
-        tok = tokenizer.load_tokenizer(dcfg.tokenizer_path)
+    if tokenizer.given_path(dcfg):
+        tok = tokenizer.load_tokenizer(tokenizer.given_path(dcfg))
         tok_path = os.path.join(cache_dir, f"tokenizer-loaded-{tokenizer.tokenizer_key(tok)}.json")
         tokenizer.write_atomic(epath.Path(tok_path), tok.to_str().encode())  # a JSON for readers
         where, num_special = "data.tokenizer_path", 0

@@ -131,6 +131,17 @@ def _from_vocab_txt(folder: epath.Path) -> Tokenizer:
     return tok
 
 
+TRAIN = "train"  # data.tokenizer_path value that asks for a trained tokenizer explicitly
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # what load_tokenizer reads from a folder
+
+
+def given_path(dcfg) -> str:
+    """``data.tokenizer_path`` when it names a tokenizer; "" when one is to be trained
+    ("" or ``TRAIN``; the latter says so on purpose, e.g. next to a pretrained init_from)."""
+    path = dcfg.get("tokenizer_path") or ""
+    return "" if path == TRAIN else path
+
+
 def load_tokenizer(path: str) -> Tokenizer:
     """An existing tokenizer: a `tokenizer.json` file, or a folder holding `tokenizer.json`
     or `vocab.txt` (e.g. a local copy of bert-base-uncased). Truncation and padding are off."""

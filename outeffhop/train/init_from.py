@@ -18,8 +18,10 @@ import os
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from absl import logging
 from flax import traverse_util
 
+from outeffhop.data import tokenizer
 from outeffhop.models import hf
 from outeffhop.train import checkpoint
 
@@ -73,6 +75,29 @@ def configure(cfg) -> None:
         for field in hf.ARCHITECTURE[1:]:
             if field in imported:
                 cfg.model[field] = imported[field]
+    _wire_tokenizer(cfg, path)
+
+
+def _wire_tokenizer(cfg, path: str) -> None:
+    """A text model from ``hf:<path>`` reads its own token ids: ``data.tokenizer_path``
+    defaults to the checkpoint folder when it holds tokenizer.json or vocab.txt; with none
+    there, an unset path is a ValueError (a trained tokenizer's ids would not match the
+    checkpoint's embeddings), unless the config says ``data.tokenizer_path=train``."""
+    data = cfg.get("data")
+    if data is None or "tokenizer_path" not in data or data.get("objective") not in ("mlm", "clm"):
+        return
+    if data.tokenizer_path:
+        return
+    if any(os.path.isfile(os.path.join(path, f)) for f in tokenizer.TOKENIZER_FILES):
+        data.tokenizer_path = path
+        logging.info("data.tokenizer_path set to the checkpoint folder %s", path)
+        return
+    raise ValueError(
+        f"config.init_from {cfg.init_from!r} has no tokenizer.json or vocab.txt and "
+        "data.tokenizer_path is unset: give the checkpoint's tokenizer with "
+        "--config.data.tokenizer_path=<file or folder> (a freshly trained one would feed the "
+        "model the wrong token ids), or --config.data.tokenizer_path=train to do so anyway."
+    )
 
 
 def load_params(cfg, abstract_params, rng=None):

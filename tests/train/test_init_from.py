@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from outeffhop import models
+from outeffhop import data, models
 from outeffhop.models import hf
 from outeffhop.train import defaults, init_from, register_task, tasks
 from outeffhop.train import train_and_evaluate as train
@@ -75,6 +76,7 @@ def test_trainer_starts_from_hf_checkpoint(tmp_path):
     cfg.model.attention.normalizer = "softmax1"  # kept: fine-tune into OutEffHop
     cfg.data.vocab_size, cfg.data.seq_len = 512, 16
     cfg.init_from = f"hf:{HF_BERT}"
+    cfg.data.tokenizer_path = "train"  # random_mlm reads no tokens: no tokenizer to match
     cfg.batch_size = 8
     state = train(frozen(cfg), str(tmp_path / "run"))
     assert (cfg.model.d_model, cfg.model.vocab_size, cfg.model.max_len) == (32, 512, 64)
@@ -85,6 +87,24 @@ def test_trainer_starts_from_hf_checkpoint(tmp_path):
     cfg.model.model = "opt"
     with pytest.raises(ValueError, match="holds a bert model"):
         init_from.configure(cfg)
+
+
+def test_hf_init_reads_the_checkpoints_tokenizer_or_refuses(tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(HF_BERT, folder)
+    cfg = defaults.base_config()
+    cfg.model = models.get_config("bert-tiny")
+    cfg.data = data.get_data_config("mlm")
+    cfg.init_from = f"hf:{folder}"
+    assert not cfg.data.tokenizer_path
+    with pytest.raises(ValueError, match="no tokenizer.json or vocab.txt .*tokenizer_path=train"):
+        init_from.configure(cfg)
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    init_from.configure(cfg)
+    assert cfg.data.tokenizer_path == str(folder)  # the checkpoint's own token ids
+    cfg.data.tokenizer_path = "train"  # said on purpose: kept
+    init_from.configure(cfg)
+    assert cfg.data.tokenizer_path == "train"
 
 
 def test_trainer_starts_from_another_runs_params(tmp_path):
@@ -124,6 +144,7 @@ def test_recipe_measure_finetune_with_softmax1_measure_again(tmp_path):
         "configs/bert.py:quick",
         f"--config.init_from=hf:{HF_BERT}",
         "--config.data.vocab_size=512",
+        "--config.data.tokenizer_path=train",  # the fixture has no tokenizer
         "--config.data.seq_len=32",
         "--config.data.max_chars=200000",
         f"--config.data.cache_dir={tmp_path / 'cache'}",
