@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from outeffhop.nn import hopfield_checks as checks
+from outeffhop.nn.layer_norm import LayerNorm
 from outeffhop.ops import entmax
 from outeffhop.ops import hopfield as memory
 
@@ -99,9 +100,7 @@ class Hopfield(nn.Module):
         def ln(flag, affine, eps):
             if not flag:
                 return None
-            return nn.LayerNorm(
-                eps, self.dtype, self.param_dtype, use_bias=affine, use_scale=affine
-            )
+            return LayerNorm(eps, self.dtype, self.param_dtype, use_bias=affine, use_scale=affine)
 
         self.norm_stored = ln(
             self.normalize_stored_pattern,
@@ -145,10 +144,15 @@ class Hopfield(nn.Module):
             return jnp.broadcast_to(x[:, None], (x.shape[0], self.num_heads) + x.shape[1:])
         return x.reshape(x.shape[:2] + (self.num_heads, size)).transpose(0, 2, 1, 3)
 
-    def _beta(self, head_dim):
+    def _beta(self, head_dim, dtype):
+        """beta in the association's dtype: a Python float (weakly typed) or an array [H].
+
+        A float64 run keeps ``scaling`` in float64 (no float32 round trip).
+        """
         if self.scaling is None:
             return 1.0 if checks.static_execution(self) else 1.0 / math.sqrt(head_dim)
-        return checks.per_head(self.scaling, np.float32)
+        beta = checks.per_head(self.scaling, np.float64)
+        return float(beta) if beta.ndim == 0 else jnp.asarray(beta, dtype)
 
     def __call__(
         self,
@@ -267,10 +271,10 @@ class Hopfield(nn.Module):
         xi, _ = memory.associate(
             q,
             k,
-            beta=self._beta(hd),
+            beta=self._beta(hd, q.dtype),
             normalizer=self.normalizer,
             update_steps_max=None if steps_max is None else checks.per_head(steps_max, np.int32),
-            update_steps_eps=checks.per_head(self.update_steps_eps, np.float32),
+            update_steps_eps=checks.per_head(self.update_steps_eps, np.float64),
             mask=mask,
             gamma=self.gamma,
             zeta=self.zeta,
@@ -284,7 +288,7 @@ class Hopfield(nn.Module):
         Masked entries get a large negative score (entmax gives them exact zeros); a fully
         masked row comes out all zeros, as with the other normalizers.
         """
-        scores = memory.association_scores(q, k, self._beta(hd))
+        scores = memory.association_scores(q, k, self._beta(hd, q.dtype))
         if mask is not None:
             scores = jnp.where(mask, scores, -1e9)
         alpha = entmax.gsh_alpha(self.gsh_alpha)[:, None, None]
