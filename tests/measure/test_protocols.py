@@ -80,7 +80,7 @@ def test_sequential_calibration_sees_quantized_upstream_values():
     state = {}
     for x in batches:
         h = np.asarray(x) @ p["a"]["kernel"] + p["a"]["bias"]
-        for name, fn in (("a", None), ("b", None)):
+        for name in ("a", "b"):
             if name == "b":
                 h = np.maximum(h, 0) @ p["b"]["kernel"] + p["b"]["bias"]
             cur = np.array([h.min(), h.max()])
