@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from outeffhop.ops import matmul as products
 from outeffhop.ops import softmax as sm
 
 ENERGY_NORMALIZERS = ("softmax", "softmax1")
@@ -71,8 +72,13 @@ def _as_rows(states):
 
 
 def association_scores(x_LD, xi_SD, beta) -> jax.Array:
-    """beta x xi^T: [..., L, d] x [..., S, d] -> [..., L, S]."""
-    return jnp.einsum("...ld,...sd->...ls", x_LD, xi_SD) * _lead(beta)
+    """beta x xi^T: [..., L, d] x [..., S, d] -> [..., L, S] (beta scales the smaller x).
+
+    The product's backward is shaped for XLA's CPU matmuls (``outeffhop.ops.matmul``).
+    """
+    x_LD, xi_SD = jnp.asarray(x_LD), jnp.asarray(xi_SD)
+    scaled = x_LD * _lead(beta).astype(x_LD.dtype) if jnp.ndim(beta) else x_LD * beta
+    return products.matmul_t(scaled, xi_SD)
 
 
 def energy(states, stored, *, beta, normalizer: str = "softmax1", mask=None) -> jax.Array:
@@ -165,7 +171,9 @@ class _Rule(NamedTuple):
 
     def update(self, a, xi, beta, mask):
         """One update in association space: T(a) = N(beta (a xi) xi^T)."""
-        return self.normalize(association_scores(a @ xi, xi, beta), mask).astype(a.dtype)
+        return self.normalize(association_scores(products.matmul(a, xi), xi, beta), mask).astype(
+            a.dtype
+        )
 
 
 def _check_steps(update_steps_max, update_steps_eps):
