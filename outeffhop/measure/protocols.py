@@ -11,11 +11,11 @@ gives the headline kurtosis / inf-norm and which sets' maxima are reported along
   after its activation), the attention scores, probabilities and context, the residual
   sums and LayerNorm outputs; weights are the Linear kernels, the embedding tables and the
   LayerNorm scales, symmetric, with the unsigned grid 0..255 for a tensor with no negative
-  entry; ranges are estimated with the quantizers on. Per model (``spec``, from the model
-  module's ``OFFICIAL_PROTOCOL``): BERT keeps its MLM head in float32 and calibrates with
-  plain running min/max on the first 16 *evaluation* batches; OPT quantizes its (tied) LM
-  head too and uses a running 99.999 percentile over 4 training batches; kurtosis over the
-  first 257 (BERT) / 101 (OPT) evaluation batches.
+  entry; ranges are estimated with the quantizers on; the LM heads stay float32 (BERT's
+  whole MLM head; OPT's runs use ``--quant_setup fp32_head``). Per model (``spec``, from
+  the model module's ``OFFICIAL_PROTOCOL``): BERT calibrates with plain running min/max on
+  the first 16 *evaluation* batches, OPT with a running 99.999 percentile over 4 training
+  batches; kurtosis over the first 257 (BERT) / 101 (OPT) evaluation batches.
 - ``ours``: the input-side sites (inputs of every Dense and LayerNorm, attention scores and
   weights; ``quant.DEFAULT_SITES``), Dense kernels only, running min/max on held-out
   training batches, kurtosis on every evaluation batch.

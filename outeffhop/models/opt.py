@@ -75,11 +75,12 @@ OUTLIER_MODULES = {
     "layers": (_L,),
     "attention": (rf"{_L}/attention",),
 }
-# The official code's W8A8 for OPT (outeffhop.measure.protocols): token and position tables
-# and the tied LM head as weights, the embedding sum (layer_0's input), the attention
-# residual (ffn_ln's input), the FFN residual (each layer's output), LayerNorm outputs,
-# Q / K / V / out_proj / fc2 outputs, ReLU(fc1) (ffn_out's input), the context (out_proj's
-# input), attention scores and probabilities, and the logits.
+# The official code's W8A8 for OPT (outeffhop.measure.protocols; its OPT runs use
+# --quant_setup fp32_head): token and position tables quantized as weights, the embedding
+# sum (layer_0's input), the attention residual (ffn_ln's input), the FFN residual (each
+# layer's output), LayerNorm outputs, Q / K / V / out_proj / fc2 outputs, ReLU(fc1)
+# (ffn_out's input), the context (out_proj's input), attention scores and probabilities;
+# the tied LM head stays float32 (the float table, float logits).
 OFFICIAL_PROTOCOL = dict(
     sites=(
         ("TransformerLayer", "layer_0", "__call__", "input"),
@@ -89,9 +90,9 @@ OFFICIAL_PROTOCOL = dict(
         ("Dense", rf"{_L}/attention/(query|key|value|out_proj)|{_L}/ffn_out", "__call__", "output"),
         ("Dense", rf"{_L}/attention/out_proj|{_L}/ffn_out", "__call__", "input"),
         ("AttentionProbe", r".*/(scores|weights)", "__call__", "output"),
-        ("Embed", "word_embeddings", "attend", "output"),
+        ("Embed", "word_embeddings|position_embeddings", "__call__", "table"),
     ),
-    weight_names=("kernel", "scale", "embedding"),
+    weight_names=("kernel", "scale"),
     weight_exclude=(r".*/gate/.*",),
     estimator="percentile",
     percentile=99.999,
