@@ -1,13 +1,15 @@
 """W8A8 post-training fake quantization: quantizer, range estimators, sites, calibration.
 
-Weights: symmetric per tensor (or per output channel) from their current min/max;
-activations: asymmetric per tensor with static ranges from calibration batches. Quantizer
-sites are inserted with ``nn.intercept_methods``: no model code changes. A site is (module
-class, path regex, method, where): "input" / "output" quantize an argument or the outputs
-with a calibrated range, "table" quantizes an embedding lookup with the range of its whole
-table (the lookup of a quantized table). The defaults ("ours") quantize the inputs of every
-Dense / DenseGeneral / Einsum and LayerNorm and the attention scores and weights; the
-official protocol's sites are in ``outeffhop.measure.protocols`` (docs/references.md).
+Protocols: docs/outliers_and_w8a8.md and docs/references.md. Weights: symmetric per tensor
+(or per output channel) from their current min/max; activations: asymmetric per tensor with
+static ranges from calibration batches. Quantizer sites are inserted with
+``nn.intercept_methods``: no model code changes. A site is (module class, path regex,
+method, where): "input" / "output" quantize an argument or the outputs with a calibrated
+range, "table" quantizes an embedding lookup with the range of its whole table (the lookup
+of a quantized table). The defaults ("ours") quantize the inputs of every Dense /
+DenseGeneral / Einsum and LayerNorm and the attention scores and weights (the models'
+``AttentionProbe`` points, on the explicit-weights attention path, the CPU default); the
+official protocol's sites are in ``outeffhop.measure.protocols``.
 """
 
 from __future__ import annotations
