@@ -1,16 +1,20 @@
 """Print the paper's table row for a trained checkpoint, or for a pretrained model directly.
 
     python scripts/evaluate.py --config configs/bert.py:quick --workdir runs/bert_quick \\
-        [--config.model.attention.normalizer=softmax1] [--ablations] [--json out.json]
+        [--config.model.attention.normalizer=softmax1] [--ablations] [--json out.json] \\
+        [--protocol official|ours] [--num_calib N]
     python scripts/evaluate.py --config configs/bert.py:quick \\
         --config.init_from=hf:/path/to/bert-base-uncased [--workdir DIR]
 
-FP metric (perplexity, or accuracy for ViT), avg kurtosis, max inf-norm, W8A8 metric. A
---workdir holding checkpoints: its newest one is evaluated, and the config must be the one
-the run was trained with, init_from included (a mismatched checkpoint is an error).
-Otherwise the parameters of ``--config.init_from`` (hf:<save_pretrained folder>, or another
-run's workdir) are evaluated as they are, the architecture read from the HF config.json
-(docs/pretrained.md); --workdir then only holds the data cache (default: a temporary folder).
+FP metric (perplexity, or accuracy for ViT), avg kurtosis, max inf-norm, W8A8 metric and the
+protocol line. A --workdir holding checkpoints: its newest one is evaluated, and the config
+must be the one the run was trained with, init_from included (a mismatched checkpoint is an
+error). Otherwise the parameters of ``--config.init_from`` (hf:<save_pretrained folder>, or
+another run's workdir) are evaluated as they are, the architecture read from the HF
+config.json (docs/pretrained.md); --workdir then only holds the data cache (default: a
+temporary folder). ``--protocol`` (outeffhop.measure.protocols): "official" (default) uses
+the official OutEffHop code's quantizer sites, estimator and calibration batches, "ours"
+this project's input-side sites.
 Exit status: 0 done, 1 bad config or checkpoint.
 """
 
@@ -30,7 +34,8 @@ _WORKDIR = flags.DEFINE_string(
 )
 _ABLATIONS = flags.DEFINE_bool("ablations", False, "also per-channel, W8A16, W4A8, estimators")
 _INT8 = flags.DEFINE_bool("int8", True, "also real int8 PTQ with qwix")
-_CALIB = flags.DEFINE_integer("num_calib", 16, "held-out calibration batches")
+_CALIB = flags.DEFINE_integer("num_calib", None, "calibration batches (default: the protocol's)")
+_PROTOCOL = flags.DEFINE_enum("protocol", "official", ["official", "ours"], "evaluation protocol")
 _JSON = flags.DEFINE_string("json", None, "write the full row (curves, ablations) here")
 flags.mark_flags_as_required(["config"])
 
@@ -73,6 +78,7 @@ def main(argv):
         row = evaluate(
             cli.config_value(_CONFIG),
             _WORKDIR.value,
+            protocol=_PROTOCOL.value,
             num_calib=_CALIB.value,
             ablations=_ABLATIONS.value,
             int8=_INT8.value,

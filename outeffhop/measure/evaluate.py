@@ -4,10 +4,14 @@ Every study (the transformers' table, STanHop-Net, the induction task) evaluates
 model the same way:
 
 1. FP metric: ``metric(sums)`` of ``forward`` summed over the evaluation batches;
-2. outlier statistics (``outliers``) of each named module set over the outlier batches;
+2. outlier statistics (``outliers``) of each named module set over the outlier batches
+   (kurtosis over the first ``kurtosis_batches`` of them, inf-norms over all);
 3. for each quantization recipe: static activation ranges from the calibration batches
    (``quant.calibrate``), then the quantized model's ``metric(sums)`` on the same
    evaluation batches.
+
+The protocols that fix recipes, batch counts and reported sets are in
+``outeffhop.measure.protocols`` (``official`` and ``ours``).
 
 ``forward(variables, batch) -> {name: scalar}`` returns per-batch *sums* (loss * tokens,
 tokens, ...), so ``metric`` sees totals and any batch split gives the same value; quantizer
@@ -51,6 +55,8 @@ def evaluate(
     outlier_batches: Sequence | None = None,
     recipes: Mapping[str, quant.QuantConfig] | None = None,
     headline: str = "paper",
+    kurtosis_batches: int | None = None,
+    reported: Sequence[str] = (),
 ) -> dict:
     """The protocol's numbers for one trained model.
 
@@ -59,12 +65,18 @@ def evaluate(
     (args, kwargs)`` of ``model.apply`` for the outlier capture; ``valid_fn(batch) -> bool
     [B]`` drops padding rows from the statistics. ``outlier_batches`` default to the
     evaluation batches; ``recipes`` to the papers' W8A8 alone (key "W8A8").
+    ``kurtosis_batches``: kurtosis from the first k outlier batches (None: all).
+    ``reported``: module sets whose max inf-norm is reported separately ("maxima").
 
     Returns {"fp": metric, "outliers": {set: summary}, "quantized": {recipe: metric},
-    "avg_kurtosis", "max_inf_norm", "w8a8" (= quantized["W8A8"] when present)}.
+    "avg_kurtosis", "max_inf_norm", "maxima": {set: max inf-norm},
+    "w8a8" (= quantized["W8A8"] when present)}.
     """
-    if headline not in module_sets:
-        raise ValueError(f"headline must name one of the module sets {sorted(module_sets)}.")
+    for name in (headline, *reported):
+        if name not in module_sets:
+            raise ValueError(
+                f"headline and reported must name module sets {sorted(module_sets)}; got {name!r}."
+            )
     recipes = {"W8A8": quant.QuantConfig()} if recipes is None else recipes
     fp = metric(quant.sum_metrics(forward, variables, eval_batches)[0])
     union = tuple(dict.fromkeys(p for patterns in module_sets.values() for p in patterns))
@@ -75,6 +87,7 @@ def evaluate(
         union,
         inputs_fn=inputs_fn,
         valid_fn=valid_fn,
+        kurtosis_batches=kurtosis_batches,
     )
     stats = {name: acc.summary(tuple(p)) for name, p in module_sets.items()}
     quantized = quantized_metrics(forward, variables, calib_batches, eval_batches, recipes, metric)
@@ -84,6 +97,7 @@ def evaluate(
         "quantized": quantized,
         "avg_kurtosis": stats[headline]["avg_kurtosis"],
         "max_inf_norm": stats[headline]["max_inf_norm"],
+        "maxima": {name: stats[name]["max_inf_norm"] for name in reported},
         "w8a8": quantized.get("W8A8"),
     }
 

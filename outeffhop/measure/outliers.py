@@ -8,7 +8,10 @@ the mean kurtosis over modules ("avg kurtosis") and the max inf-norm over module
 Capture works through ``capture_intermediates`` with a filter on the module path, so it needs
 no change to model code. Paths are ``'/'.join(module.path)``, e.g. ``'encoder/layer_3/ffn_out'``;
 a model's module sets are regexes on them (``outeffhop.models.outlier_modules``): this module
-knows no model.
+knows no model. A pattern may end in ``:input`` (capture the module's first positional input,
+through ``nn.intercept_methods``, e.g. a LayerNorm's input) and/or ``:tokens`` (one row per
+token, ``[B*T, D]``, as the official code sees the modules that HF's OPT runs on flattened
+tokens); the captured names carry the same suffixes.
 """
 
 from __future__ import annotations
@@ -54,17 +57,38 @@ def per_sample(x: jax.Array) -> jax.Array:
     return jnp.reshape(x, (x.shape[0], -1))
 
 
-def _resolve(patterns: Sequence[str]) -> tuple[re.Pattern, ...]:
-    """A sequence of module-path regexes -> compiled regexes."""
+SUFFIXES = (":input", ":tokens")
+
+
+def split_suffix(pattern: str) -> tuple[str, str]:
+    """``'regex:input:tokens'`` -> (``'regex'``, ``':input:tokens'``); no suffix -> ''."""
+    suffix = ""
+    while pattern.endswith(SUFFIXES):
+        cut = next(x for x in SUFFIXES if pattern.endswith(x))
+        pattern, suffix = pattern[: -len(cut)], cut + suffix
+    return pattern, suffix
+
+
+def _resolve(patterns: Sequence[str]) -> tuple[tuple[re.Pattern, str], ...]:
+    """Module-path regexes (with optional suffixes) -> ((compiled regex, suffix), ...)."""
     if isinstance(patterns, str):
         patterns = (patterns,)
     if not patterns:
         raise ValueError("patterns must name at least one module path regex; got none.")
-    return tuple(re.compile(p) for p in patterns)
+    out = []
+    for p in patterns:
+        regex, suffix = split_suffix(p)
+        out.append((re.compile(regex), suffix))
+    return tuple(out)
 
 
 def path_name(path: Sequence[str]) -> str:
     return "/".join(path)
+
+
+def _suffixes(regs, path: str, want_input: bool) -> list[str]:
+    """The suffixes under which module ``path`` is captured (outputs or inputs)."""
+    return sorted({s for r, s in regs if r.fullmatch(path) and (":input" in s) == want_input})
 
 
 def capture(
@@ -75,73 +99,104 @@ def capture(
     method: str = "__call__",
     **kwargs,
 ) -> tuple[object, dict[str, jax.Array]]:
-    """Run ``model.apply(variables, *args, **kwargs)``; return (output, {path: module output}).
+    """Run ``model.apply(variables, *args, **kwargs)``; return (output, {name: activation}).
 
     Only ``method`` calls of modules whose path fully matches a pattern are kept. A module
-    called k > 1 times gives entries ``path#0 .. path#k-1``; a tuple output gives ``path[i]``.
+    called k > 1 times gives entries ``path#0 .. path#k-1``; a tuple output gives ``path[i]``;
+    pattern suffixes (``:input``, ``:tokens``) are appended to the name.
     """
     regs = _resolve(patterns)
 
     def keep(mdl, name):
-        return name == method and any(r.fullmatch(path_name(mdl.path)) for r in regs)
+        return name == method and bool(_suffixes(regs, path_name(mdl.path), False))
 
-    out, state = model.apply(
-        variables, *args, capture_intermediates=keep, mutable=["intermediates"], **kwargs
-    )
+    inputs: dict[str, list] = {}
+
+    def record_inputs(next_fun, args_, kwargs_, context):
+        path = path_name(context.module.path)
+        if context.method_name == method and args_ and _suffixes(regs, path, True):
+            inputs.setdefault(path, []).append(args_[0])
+        return next_fun(*args_, **kwargs_)
+
+    with nn.intercept_methods(record_inputs):
+        out, state = model.apply(
+            variables, *args, capture_intermediates=keep, mutable=["intermediates"], **kwargs
+        )
     found = {}
     flat = jax.tree_util.tree_flatten_with_path(
         state.get("intermediates", {}), is_leaf=lambda x: isinstance(x, tuple)
     )[0]
+    calls_of = {}  # (path, captured an input) -> the calls' values
     for keypath, calls in flat:
         names = [k.key for k in keypath]
-        if names[-1] != method:
-            continue
-        base = path_name(names[:-1])
-        for i, val in enumerate(calls):
-            name = base if len(calls) == 1 else f"{base}#{i}"
-            leaves = jax.tree.leaves(val)
-            for j, leaf in enumerate(leaves):
-                found[name if len(leaves) == 1 else f"{name}[{j}]"] = leaf
+        if names[-1] == method:
+            calls_of[path_name(names[:-1]), False] = calls
+    calls_of.update({(p, True): tuple(c) for p, c in inputs.items()})
+    for (base, is_input), calls in calls_of.items():
+        for suffix in _suffixes(regs, base, is_input):
+            for i, val in enumerate(calls):
+                name = base if len(calls) == 1 else f"{base}#{i}"
+                leaves = jax.tree.leaves(val)
+                for j, leaf in enumerate(leaves):
+                    found[(name if len(leaves) == 1 else f"{name}[{j}]") + suffix] = leaf
     return out, found
 
 
+def rows(name: str, x: jax.Array) -> jax.Array:
+    """The statistic's rows of a captured activation: [B, prod(...)], or [B*T, D] for
+    ``:tokens`` names (every axis but the last flattened)."""
+    if name.endswith(":tokens"):
+        return jnp.reshape(x, (-1, x.shape[-1]))
+    return per_sample(x)
+
+
 def batch_outlier_stats(captured: Mapping[str, jax.Array]) -> dict[str, tuple[jax.Array, ...]]:
-    """{path: activation [B, ...]} -> {path: (kurtosis [B], inf_norm [B])}."""
-    return {k: (kurtosis(per_sample(v)), inf_norm(per_sample(v))) for k, v in captured.items()}
+    """{name: activation [B, ...]} -> {name: (kurtosis [R], inf_norm [R])}, rows of ``rows``."""
+    return {k: (kurtosis(rows(k, v)), inf_norm(rows(k, v))) for k, v in captured.items()}
 
 
 class OutlierAccumulator:
-    """Host-side running means of per-sample kurtosis and inf-norm, per module."""
+    """Host-side running means of per-row kurtosis and inf-norm, per module.
+
+    ``update(stats, kurtosis=False)`` adds the inf-norms only (the official code averages
+    kurtosis over the first k evaluation batches and inf-norms over all of them).
+    """
 
     def __init__(self):
-        self.sums: dict[str, np.ndarray] = {}
-        self.count: dict[str, int] = {}
+        self.sums: dict[str, np.ndarray] = {}  # [kurtosis sum, inf-norm sum, inf-norm max]
+        self.count: dict[str, int] = {}  # rows in the inf-norm mean
+        self.kurtosis_count: dict[str, int] = {}  # rows in the kurtosis mean
 
-    def update(self, stats: Mapping[str, tuple[jax.Array, jax.Array]]) -> None:
+    def update(self, stats: Mapping[str, tuple[jax.Array, jax.Array]], kurtosis=True) -> None:
         for name, (kurt, inf) in stats.items():
             kurt, inf = np.asarray(kurt, np.float64), np.asarray(inf, np.float64)
-            s = np.array([kurt.sum(), inf.sum(), inf.max(initial=0.0)])
+            s = np.array([kurt.sum() if kurtosis else 0.0, inf.sum(), inf.max(initial=0.0)])
             old = self.sums.get(name)
             self.sums[name] = (
                 s if old is None else np.array([*(old[:2] + s[:2]), max(old[2], s[2])])
             )
-            self.count[name] = self.count.get(name, 0) + kurt.shape[0]
+            self.count[name] = self.count.get(name, 0) + inf.shape[0]
+            k = self.kurtosis_count.get(name, 0)
+            self.kurtosis_count[name] = k + (kurt.shape[0] if kurtosis else 0)
 
     def summary(self, patterns: Sequence[str] | None = None) -> dict:
         """Per-module means, the papers' aggregates and per-layer curves.
 
-        ``patterns`` restricts the summary to the modules whose path (before any ``#k`` or
-        ``[i]`` suffix) fully matches one of them.
+        ``patterns`` restricts the summary to the modules whose name (before any ``#k`` or
+        ``[i]``) fully matches one of them, with the same ``:input`` / ``:tokens`` suffix.
+        A module without kurtosis rows has kurtosis NaN.
         """
         regs = None if patterns is None else _resolve(patterns)
         per_module = {
             k: {
-                "kurtosis": float(s[0] / self.count[k]),
+                "kurtosis": float(s[0] / self.kurtosis_count[k])
+                if self.kurtosis_count[k]
+                else float("nan"),
                 "inf_norm": float(s[1] / self.count[k]),
                 "inf_norm_max": float(s[2]),
             }
             for k, s in sorted(self.sums.items())
-            if regs is None or any(r.fullmatch(re.split(r"[#\[]", k)[0]) for r in regs)
+            if regs is None or _selected(regs, k)
         }
         if not per_module:
             raise ValueError("no module matched the patterns; nothing was captured.")
@@ -157,6 +212,12 @@ class OutlierAccumulator:
             "per_module": per_module,
             "per_layer": layer_curves(per_module),
         }
+
+
+def _selected(regs, name: str) -> bool:
+    base, suffix = split_suffix(name)
+    base = re.split(r"[#\[]", base)[0]
+    return any(suffix == s and r.fullmatch(base) for r, s in regs)
 
 
 _LAYER = re.compile(r"^(.*?)(\d+)(.*)$")
@@ -211,18 +272,30 @@ def outlier_accumulator(
     inputs_fn: Callable[[object], tuple[tuple, dict]] = default_inputs,
     valid_fn: Callable[[object], np.ndarray] | None = None,
     method: str = "__call__",
+    kurtosis_batches: int | None = None,
 ) -> OutlierAccumulator:
-    """The filled accumulator behind ``outlier_stats`` (summarize subsets with ``summary``)."""
-    regs = tuple(r.pattern for r in _resolve(patterns))
-    run = jit_per_static(lambda static: _stats_fn(model, regs, method, static))
+    """The filled accumulator behind ``outlier_stats`` (summarize subsets with ``summary``).
+
+    ``kurtosis_batches``: kurtosis from the first k batches only (None: all); inf-norms
+    always from every batch. ``valid_fn``'s [B] rows mask repeats over the tokens of
+    ``:tokens`` rows.
+    """
+    patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    _resolve(patterns)
+    run = jit_per_static(lambda static: _stats_fn(model, patterns, method, static))
     acc = OutlierAccumulator()
-    for batch in batches:
+    for i, batch in enumerate(batches):
         stats = run(variables, *inputs_fn(batch))
         if valid_fn is not None:
             keep = np.asarray(valid_fn(batch), bool)
-            stats = {k: (np.asarray(a)[keep], np.asarray(b)[keep]) for k, (a, b) in stats.items()}
-        acc.update(stats)
+            stats = {k: tuple(_keep(np.asarray(a), keep) for a in v) for k, v in stats.items()}
+        acc.update(stats, kurtosis=kurtosis_batches is None or i < kurtosis_batches)
     return acc
+
+
+def _keep(values: np.ndarray, keep_B: np.ndarray) -> np.ndarray:
+    """Rows of ``values`` [R] whose sample is kept; R = B * T repeats the [B] mask."""
+    return values[np.repeat(keep_B, values.shape[0] // keep_B.shape[0])]
 
 
 def jit_per_static(make: Callable[[dict], Callable]) -> Callable:

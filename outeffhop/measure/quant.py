@@ -1,18 +1,21 @@
 """W8A8 post-training fake quantization: quantizer, range estimators, sites, calibration.
 
-Protocol (docs/outliers_and_w8a8.md): weights symmetric per tensor (or per output channel)
-from their current min/max; activations asymmetric per tensor with static ranges from calibration
-batches. Quantizer sites are inserted with ``nn.intercept_methods``: no model code changes.
-A site is (module class, path regex, method, input or output); the defaults quantize the
-inputs of every Dense / DenseGeneral / Einsum (linear inputs, hence attention inputs, FFN
-inputs and the LM head input), of every LayerNorm (residual sums, embedding sums), and the
-attention scores and softmax outputs (the models' ``AttentionProbe`` points; present on the
-explicit-weights attention path, the CPU default).
+Protocols: docs/outliers_and_w8a8.md and docs/references.md. Weights: symmetric per tensor
+(or per output channel) from their current min/max; activations: asymmetric per tensor with
+static ranges from calibration batches. Quantizer sites are inserted with
+``nn.intercept_methods``: no model code changes. A site is (module class, path regex,
+method, where): "input" / "output" quantize an argument or the outputs with a calibrated
+range, "table" quantizes an embedding lookup with the range of its whole table (the lookup
+of a quantized table). The defaults ("ours") quantize the inputs of every Dense /
+DenseGeneral / Einsum and LayerNorm and the attention scores and weights (the models'
+``AttentionProbe`` points, on the explicit-weights attention path, the CPU default); the
+official protocol's sites are in ``outeffhop.measure.protocols``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -20,6 +23,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from outeffhop.measure import sites
+from outeffhop.measure.sites import (  # noqa: F401  (re-exported: quant.Site, quant.*_SITES)
+    ATTENTION_SCORES,
+    ATTENTION_SITES,
+    ATTENTION_WEIGHTS,
+    DEFAULT_SITES,
+    LINEAR_INPUTS,
+    NORM_INPUTS,
+    SITE_KINDS,
+    Site,
+)
 
 ESTIMATORS = ("current_minmax", "running_minmax", "global_minmax", "percentile", "mse")
 MSE_GRID = 100  # candidate clipping ranges alpha * (lo, hi), alpha in (0, 1]
@@ -63,6 +78,18 @@ def fake_quantize(x, lo, hi, *, bits: int = 8, symmetric: bool = False) -> jax.A
     return jnp.where(ok, out, 0.0).astype(dtype)
 
 
+def fake_quantize_weight(w, lo, hi, *, bits: int = 8, unsigned_nonnegative: bool = False):
+    """Symmetric weight quantization; with ``unsigned_nonnegative`` a tensor with no negative
+    entry uses the unsigned grid 0..2^b - 1 with s = hi / (2^b - 1) (the official code's
+    symmetric quantizer, e.g. for LayerNorm scales), else the signed one of ``fake_quantize``.
+    """
+    signed = fake_quantize(w, lo, hi, bits=bits, symmetric=True)
+    if not unsigned_nonnegative:
+        return signed
+    unsigned = fake_quantize(w, jnp.zeros_like(lo), hi, bits=bits, symmetric=False)
+    return jnp.where(jnp.min(lo) < 0, signed, unsigned)
+
+
 # ---------------------------------------------------------------- range estimators
 
 
@@ -97,19 +124,19 @@ def batch_range(
     return _minmax(x)
 
 
-def combine_ranges(old, new, estimator: str, momentum: float = 0.9):
-    """Fold one batch's (lo, hi) into the running state (host side, numpy).
+def combine_ranges(old, new, estimator: str, momentum: float = 0.9, xp=np):
+    """Fold one batch's (lo, hi) into the running state (host side, numpy; ``xp=jnp`` traced).
 
     current_minmax keeps the latest batch; global_minmax the min/max over batches; the
     others an EMA ``momentum * old + (1 - momentum) * new`` started from the first batch.
     """
-    new = tuple(np.asarray(v, np.float32) for v in new)
+    new = tuple(xp.asarray(v, xp.float32) for v in new)
     if old is None or estimator == "current_minmax":
         return new
     if estimator == "global_minmax":
-        return np.minimum(old[0], new[0]), np.maximum(old[1], new[1])
+        return xp.minimum(old[0], new[0]), xp.maximum(old[1], new[1])
     return tuple(
-        np.float32(momentum * o + (1 - momentum) * n) for o, n in zip(old, new, strict=True)
+        xp.float32(momentum * o + (1 - momentum) * n) for o, n in zip(old, new, strict=True)
     )
 
 
@@ -128,11 +155,13 @@ def quantize_weights(
     per_channel: bool = False,
     names: Sequence[str] = ("kernel",),
     exclude: Sequence[str] = (),
+    unsigned_nonnegative: bool = False,
 ):
     """Symmetric fake quantization of every param leaf named in ``names`` (current min/max).
 
     Per channel reduces over all axes but the last (Dense output features). Leaves whose
     '/'-joined path fully matches an ``exclude`` regex (e.g. the LM head) stay as they are.
+    ``unsigned_nonnegative``: see ``fake_quantize_weight``.
     """
     _check_bits(bits)
     excl = [re.compile(p) for p in exclude]
@@ -143,42 +172,9 @@ def quantize_weights(
             return w
         axes = tuple(range(w.ndim - 1)) if per_channel and w.ndim > 1 else None
         lo, hi = jnp.min(w, axis=axes), jnp.max(w, axis=axes)
-        return fake_quantize(w, lo, hi, bits=bits, symmetric=True)
+        return fake_quantize_weight(w, lo, hi, bits=bits, unsigned_nonnegative=unsigned_nonnegative)
 
     return jax.tree_util.tree_map_with_path(quant, params)
-
-
-# ---------------------------------------------------------------- activation sites
-
-
-@dataclasses.dataclass(frozen=True)
-class Site:
-    """Where an activation quantizer sits: an argument or the output of a module method."""
-
-    module_type: str = ".*"  # regex on the module's class name
-    path: str = ".*"  # regex on '/'.join(module.path)
-    method: str = "__call__"  # method name (exact)
-    where: str = "input"  # "input" (positional arg ``arg``) or "output" (every array leaf)
-    arg: int = 0
-
-    def matches(self, module: nn.Module, method: str) -> bool:
-        return (
-            method == self.method
-            and re.fullmatch(self.module_type, type(module).__name__) is not None
-            and re.fullmatch(self.path, "/".join(module.path)) is not None
-        )
-
-
-LINEAR_INPUTS = Site(module_type="Dense|DenseGeneral|Einsum")
-NORM_INPUTS = Site(module_type="LayerNorm|RMSNorm")
-# The attention scores (softmax input) and weights (softmax output): the models pass them
-# through identity ``AttentionProbe`` modules on the explicit-weights path (the CPU default).
-ATTENTION_SCORES = Site(module_type="AttentionProbe", path=r".*/scores", where="output")
-ATTENTION_WEIGHTS = Site(module_type="AttentionProbe", path=r".*/weights", where="output")
-ATTENTION_SITES = (ATTENTION_SCORES, ATTENTION_WEIGHTS)
-# The papers' sites: linear inputs (Q/K/V inputs, context, FFN), LayerNorm inputs (residual
-# and embedding sums), attention scores and softmax outputs.
-DEFAULT_SITES = (LINEAR_INPUTS, NORM_INPUTS, *ATTENTION_SITES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +190,9 @@ class QuantConfig:
     momentum: float = 0.9  # EMA momentum of the running estimators
     percentile: float = 99.999  # upper percentile of the percentile estimator
     sites: tuple[Site, ...] = DEFAULT_SITES  # activation quantizer sites
+    weight_unsigned_nonnegative: bool = False  # no negative weight: grid 0..2^b - 1
+    sequential_calibration: bool = False  # calibrate with the quantizers on (upstream sites
+    # quantized with their running ranges while downstream ranges are estimated)
 
     def __post_init__(self):
         for field in ("weight_bits", "act_bits"):
@@ -203,46 +202,31 @@ class QuantConfig:
                 raise ValueError(f"{field} must be None or an integer in 2..16; got {bits!r}.")
         check_estimator(self.estimator)
         for s in self.sites:
-            if s.where not in ("input", "output"):
-                raise ValueError(f"Site.where must be 'input' or 'output'; got {s.where!r}.")
-
-
-def _match(config, module, method) -> Site | None:
-    return next((s for s in config.sites if s.matches(module, method)), None)
-
-
-class _Namer:
-    """Deterministic site names ``path:method:in0``; repeated calls get ``#k``."""
-
-    def __init__(self):
-        self.seen: dict[str, int] = {}
-
-    def __call__(self, module, method, suffix):
-        base = f"{'/'.join(module.path)}:{method}:{suffix}"
-        k = self.seen.get(base, 0)
-        self.seen[base] = k + 1
-        return base if k == 0 else f"{base}#{k}"
+            if s.where not in SITE_KINDS:
+                raise ValueError(
+                    f"Site.where must be 'input', 'output' or 'table'; got {s.where!r}."
+                )
 
 
 def _interceptor(config, on_value):
-    """An interceptor calling ``on_value(name, x) -> x'`` at every site (inputs and outputs)."""
-    namer = _Namer()
+    """The sites of ``config`` with ``on_value`` and its table quantizer."""
+    return sites.interceptor(
+        config.sites, on_value, functools.partial(_quantize_like_table, config=config)
+    )
 
-    def intercept(next_fun, args, kwargs, context):
-        module, method = context.module, context.method_name
-        site = _match(config, module, method)
-        if site is None:
-            return next_fun(*args, **kwargs)
-        if site.where == "input":
-            args = list(args)
-            name = namer(module, method, f"in{site.arg}")
-            args[site.arg] = on_value(name, args[site.arg])
-            return next_fun(*args, **kwargs)
-        leaves, tree = jax.tree.flatten(next_fun(*args, **kwargs))
-        leaves = [on_value(namer(module, method, f"out{i}"), v) for i, v in enumerate(leaves)]
-        return jax.tree.unflatten(tree, leaves)
 
-    return intercept
+def _quantize_like_table(module, site, out, config):
+    """``out`` (a lookup of the module's table) quantized with the whole table's range."""
+    table = module.variables["params"][site.param]
+    table = getattr(table, "value", table)  # unbox logically partitioned params
+    lo, hi = jnp.min(table), jnp.max(table)
+    bits = config.weight_bits
+    if bits is None:
+        return out
+    q = functools.partial(
+        fake_quantize_weight, bits=bits, unsigned_nonnegative=config.weight_unsigned_nonnegative
+    )
+    return jax.tree.map(lambda v: q(v, lo, hi), out)
 
 
 # forward(variables, batch) -> metrics pytree. Sites must not sit inside lax control flow
@@ -272,7 +256,13 @@ def observe_fn(forward: Forward, config: QuantConfig) -> Callable:
 
 
 def calibrate(forward: Forward, variables, batches: Iterable, config: QuantConfig) -> dict:
-    """Static activation ranges {site: (lo, hi)} from held-out ``batches`` (deterministic)."""
+    """Static activation ranges {site: (lo, hi)} from held-out ``batches`` (deterministic).
+
+    With ``config.sequential_calibration`` every site is quantized with its running range
+    while the ranges are estimated (``calibrate_sequential``), as the official code does.
+    """
+    if config.sequential_calibration:
+        return calibrate_sequential(forward, variables, batches, config)
     observe = jax.jit(observe_fn(forward, config))
     ranges: dict = {}
     n = 0
@@ -285,6 +275,41 @@ def calibrate(forward: Forward, variables, batches: Iterable, config: QuantConfi
     return ranges
 
 
+def calibrate_sequential(forward: Forward, variables, batches: Iterable, config) -> dict:
+    """Ranges estimated with the quantizers on: batch t quantizes each site with its range
+    after folding in batch t's estimate, so a site's statistics see the quantized values
+    of every site upstream of it (the official code's range estimation)."""
+    bits = config.act_bits or 8
+
+    def step(variables, batch, state, first):
+        found = {}
+
+        def record(name, x):
+            cur = batch_range(x, config.estimator, bits=bits, percentile=config.percentile)
+            old = state.get(name, cur)
+            new = combine_ranges(old, cur, config.estimator, config.momentum, xp=jnp)
+            found[name] = tuple(jnp.where(first, c, n) for c, n in zip(cur, new, strict=True))
+            return fake_quantize(x, *found[name], bits=bits)
+
+        with nn.intercept_methods(_interceptor(config, record)):
+            forward(_weights_quantized(variables, config), batch)
+        return found
+
+    step = jax.jit(step)
+    state, n = {}, 0
+    for batch in batches:
+        if n == 0:  # the sites and their range shapes, then a state of that structure
+            shapes = jax.eval_shape(step, variables, batch, {}, True)
+            state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        state = step(variables, batch, state, n == 0)
+        n += 1
+    if n == 0:
+        raise ValueError("batches must hold at least one calibration batch; got none.")
+    return {
+        k: tuple(np.asarray(v, np.float32) for v in r) for k, r in jax.device_get(state).items()
+    }
+
+
 def _weights_quantized(variables, config):
     if config.weight_bits is None or "params" not in variables:
         return variables
@@ -294,6 +319,7 @@ def _weights_quantized(variables, config):
         per_channel=config.weight_per_channel,
         names=config.weight_names,
         exclude=config.weight_exclude,
+        unsigned_nonnegative=config.weight_unsigned_nonnegative,
     )
     return {**variables, "params": params}
 
@@ -316,7 +342,7 @@ def quantized(forward: Forward, ranges: Mapping | None, config: QuantConfig) -> 
 
         variables = _weights_quantized(variables, config)
         if config.act_bits is None:
-            return forward(variables, batch)
+            fq = lambda name, x: x  # noqa: E731  (table sites still quantize lookups)
         with nn.intercept_methods(_interceptor(config, fq)):
             return forward(variables, batch)
 
@@ -351,13 +377,16 @@ def ptq_evaluate(
     return mean_metrics(quantized(forward, ranges, config), variables, eval_batches)
 
 
-def ablations(per_channel_bits: int = 8) -> dict[str, QuantConfig]:
-    """The study's quantization recipes: W8A8, per-channel W8A8, W8A16, W4A8, estimators."""
+def ablations(per_channel_bits: int = 8, base: QuantConfig | None = None) -> dict:
+    """The study's recipes, variations of ``base`` (default: ours): W8A8, per-channel W8A8,
+    W8A16, W4A8 and the percentile and MSE estimators."""
+    base = QuantConfig() if base is None else base
+    change = functools.partial(dataclasses.replace, base)
     return {
-        "W8A8": QuantConfig(),
-        "W8A8-per-channel": QuantConfig(weight_per_channel=True, weight_bits=per_channel_bits),
-        "W8A16": QuantConfig(act_bits=16),
-        "W4A8": QuantConfig(weight_bits=4),
-        "W8A8-percentile": QuantConfig(estimator="percentile"),
-        "W8A8-mse": QuantConfig(estimator="mse"),
+        "W8A8": base,
+        "W8A8-per-channel": change(weight_per_channel=True, weight_bits=per_channel_bits),
+        "W8A16": change(act_bits=16),
+        "W4A8": change(weight_bits=4),
+        "W8A8-percentile": change(estimator="percentile"),
+        "W8A8-mse": change(estimator="mse"),
     }

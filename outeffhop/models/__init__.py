@@ -78,6 +78,11 @@ def outlier_modules(family: str, name: str = "paper") -> tuple[str, ...]:
     return sets[name]
 
 
+def official_protocol(family: str) -> dict:
+    """The model's ``OFFICIAL_PROTOCOL`` spec (sites, weights, estimator, batch counts)."""
+    return _module(family).OFFICIAL_PROTOCOL
+
+
 def model_inputs(config, batch) -> dict:
     """The model's keyword inputs picked from a batch dict (data pipeline keys)."""
     return _module(config.model).model_inputs(batch)
@@ -128,6 +133,7 @@ __all__ = [
     "loss_fn",
     "masked_lm_loss",
     "model_inputs",
+    "official_protocol",
     "outlier_modules",
     "to_hf",
 ]

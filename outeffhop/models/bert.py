@@ -114,12 +114,42 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _L = r"layer_\d+"
 # Module sets (path regexes). "paper": Bondarenko et al.'s BERT set, the FFN output dense and
 # the output LayerNorm of every layer.
+# "official": the same set, the headline of the official protocol; "ln_input": the input of
+# the output LayerNorm (FFN output + residual), whose max inf-norm the official code reports
+# next to the FFN output's ("ffn") and the LayerNorm output's ("layers"). A ":input" suffix
+# captures a module's first input instead of its output (outeffhop.measure.outliers).
 OUTLIER_MODULES = {
     "paper": (rf"{_L}/ffn_out", rf"{_L}/output_ln"),
+    "official": (rf"{_L}/ffn_out", rf"{_L}/output_ln"),
     "ffn": (rf"{_L}/ffn_out",),
     "layers": (rf"{_L}/output_ln",),
+    "ln_input": (rf"{_L}/output_ln:input",),
     "attention": (rf"{_L}/attention",),
 }
+_NORMS = rf"embeddings_ln|{_L}/(attention_ln|output_ln)"
+# The official code's W8A8 and statistics for BERT (outeffhop.measure.protocols; sites are
+# (module class, path, method, where)): the three embedding tables quantized as weights, the
+# embedding sum and residual sums (LayerNorm inputs), LayerNorm outputs, Q / K / V /
+# attention output / FFN output dense outputs, GELU(ffn_in) (ffn_out's input), the context
+# after the gate (out_proj's input), attention scores and probabilities. The MLM head
+# (mlm_dense, mlm_ln, decoder) and the gate stay float32.
+OFFICIAL_PROTOCOL = dict(
+    sites=(
+        ("Embed", "word_embeddings|position_embeddings|token_type_embeddings", "__call__", "table"),
+        ("LayerNorm", _NORMS, "__call__", "input"),
+        ("LayerNorm", _NORMS, "__call__", "output"),
+        ("Dense", rf"{_L}/attention/(query|key|value|out_proj)|{_L}/ffn_out", "__call__", "output"),
+        ("Dense", rf"{_L}/attention/out_proj|{_L}/ffn_out", "__call__", "input"),
+        ("AttentionProbe", r".*/(scores|weights)", "__call__", "output"),
+    ),
+    weight_names=("kernel", "scale"),
+    weight_exclude=(r"mlm_.*", r".*/gate/.*"),
+    estimator="running_minmax",
+    num_calib=16,
+    calib_split="eval",
+    kurtosis_batches=257,
+    reported=("ffn", "layers", "ln_input"),
+)
 
 
 def model_inputs(batch) -> dict:

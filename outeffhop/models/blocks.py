@@ -14,6 +14,7 @@ from outeffhop.models import partitioning as pt
 from outeffhop.nn.attention import INIT_STD, MultiHeadAttention, partitioned
 from outeffhop.nn.dense import dense_dot_general
 from outeffhop.nn.dropout import Dropout, config_masks
+from outeffhop.nn.layer_norm import LayerNorm
 
 
 def gelu(x):
@@ -50,9 +51,9 @@ def dense(features: int, axes: tuple[str, str], name: str, config) -> nn.Dense:
     )
 
 
-def layer_norm(name: str, config) -> nn.LayerNorm:
-    """LayerNorm over the model dimension with logically partitioned scale and bias."""
-    return nn.LayerNorm(
+def layer_norm(name: str, config) -> LayerNorm:
+    """Two-pass LayerNorm over the model dimension, logically partitioned scale and bias."""
+    return LayerNorm(
         epsilon=config.layer_norm_eps,
         name=name,
         scale_init=partitioned(nn.initializers.ones, ("embed",)),

@@ -87,6 +87,9 @@ INPUTS = ("input_ids", "attention_mask", "segment_ids", "position_ids")
 _L = r"layer_\d+"
 # Module sets (path regexes). "paper": residual layer outputs, fc2, out_proj, the layer norms
 # and the final LayerNorm.
+# "official": the official code's set, where fc2 (ffn_out) and the FFN LayerNorm see the
+# [B * T, D] tokens (HF's OPT decoder layer flattens them before the FFN), so their rows are
+# tokens (":tokens" suffix, outeffhop.measure.outliers); "ffn_tokens": fc2 alone that way.
 OUTLIER_MODULES = {
     "paper": (
         _L,
@@ -95,10 +98,45 @@ OUTLIER_MODULES = {
         rf"{_L}/(attention|ffn)_ln",
         "final_ln",
     ),
+    "official": (
+        "final_ln",
+        _L,
+        rf"{_L}/ffn_out:tokens",
+        rf"{_L}/ffn_ln:tokens",
+        rf"{_L}/attention/out_proj",
+        rf"{_L}/attention_ln",
+    ),
     "ffn": (rf"{_L}/ffn_out",),
+    "ffn_tokens": (rf"{_L}/ffn_out:tokens",),
     "layers": (_L,),
     "attention": (rf"{_L}/attention",),
 }
+# The official code's W8A8 for OPT (outeffhop.measure.protocols; its OPT runs use
+# --quant_setup fp32_head): token and position tables quantized as weights, the embedding
+# sum (layer_0's input), the attention residual (ffn_ln's input), the FFN residual (each
+# layer's output), LayerNorm outputs, Q / K / V / out_proj / fc2 outputs, ReLU(fc1)
+# (ffn_out's input), the context (out_proj's input), attention scores and probabilities;
+# the tied LM head stays float32 (the float table, float logits).
+OFFICIAL_PROTOCOL = dict(
+    sites=(
+        ("TransformerLayer", "layer_0", "__call__", "input"),
+        ("TransformerLayer", _L, "__call__", "output"),
+        ("LayerNorm", rf"{_L}/ffn_ln", "__call__", "input"),
+        ("LayerNorm", rf"{_L}/(attention_ln|ffn_ln)|final_ln", "__call__", "output"),
+        ("Dense", rf"{_L}/attention/(query|key|value|out_proj)|{_L}/ffn_out", "__call__", "output"),
+        ("Dense", rf"{_L}/attention/out_proj|{_L}/ffn_out", "__call__", "input"),
+        ("AttentionProbe", r".*/(scores|weights)", "__call__", "output"),
+        ("Embed", "word_embeddings|position_embeddings", "__call__", "table"),
+    ),
+    weight_names=("kernel", "scale"),
+    weight_exclude=(r".*/gate/.*",),
+    estimator="percentile",
+    percentile=99.999,
+    num_calib=4,
+    calib_split="train",
+    kurtosis_batches=101,
+    reported=("ffn_tokens", "layers"),
+)
 
 
 def model_inputs(batch) -> dict:

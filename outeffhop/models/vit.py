@@ -144,6 +144,34 @@ OUTLIER_MODULES = {
     "layers": (_L,),
     "attention": (rf"{_L}/attention",),
 }
+OUTLIER_MODULES["official"] = OUTLIER_MODULES["paper"]
+# The official protocol for ViT is the OPT recipe for a pre-LN block, the classifier head in
+# float32 like the LM heads (by analogy: OutEffHop's ViT validation quantizes with
+# optimum-quanto float8 instead, so there is no int8 reference to follow; docs/references.md).
+OFFICIAL_PROTOCOL = dict(
+    sites=(
+        ("Conv", "patch_embedding", "__call__", "output"),
+        ("TransformerLayer", "layer_0", "__call__", "input"),
+        ("TransformerLayer", _L, "__call__", "output"),
+        ("LayerNorm", rf"{_L}/ffn_ln", "__call__", "input"),
+        ("LayerNorm", rf"{_L}/(attention_ln|ffn_ln)|final_ln", "__call__", "output"),
+        (
+            "Dense",
+            rf"{_L}/attention/(query|key|value|out_proj)|{_L}/ffn_out",
+            "__call__",
+            "output",
+        ),
+        ("Dense", rf"{_L}/attention/out_proj|{_L}/ffn_out", "__call__", "input"),
+        ("AttentionProbe", r".*/(scores|weights)", "__call__", "output"),
+    ),
+    weight_names=("kernel", "scale"),
+    weight_exclude=(r".*/gate/.*", r"head/.*"),
+    estimator="running_minmax",
+    num_calib=16,
+    calib_split="train",
+    kurtosis_batches=257,
+    reported=("ffn", "layers"),
+)
 
 
 def model_inputs(batch) -> dict:

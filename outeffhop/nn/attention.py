@@ -35,7 +35,11 @@ def attention_config(**overrides) -> ml_collections.ConfigDict:
     cfg.alpha = ml_collections.FieldReference(None, field_type=float)  # gamma = -alpha / T
     cfg.gate = "none"  # none | unconditional_per_head | conditional_per_head | ..._per_token
     cfg.gate_mlp = False  # gate net: False = Linear(Dh, 1); True = Dh -> Dh//4 -> 1, ReLU
+    cfg.gate_mlp2 = False  # gate net Dh -> Dh -> 1, ReLU (the official code's attn_gate_mlp2)
+    cfg.gate_linear_all_features = False  # one Linear(D, H) on the whole token (per token)
     cfg.gate_init = 0.5  # sigmoid(gate) at init: the gate bias starts at logit(gate_init)
+    cfg.gate_fine_tuning = False  # gate * (1 / gate_init), linear gate kernels N(0, 0.01)
+    cfg.gate_pooling = "visible"  # conditional_per_head: mean over "visible" keys | "all"
     # None (backend default) | fused (cuDNN where it can, else XLA) | cudnn | xla | reference
     cfg.implementation = ml_collections.FieldReference(None, field_type=str)
     cfg.update(overrides)
@@ -69,8 +73,29 @@ def check_attention_config(cfg, head_dim: int) -> None:
             raise ValueError(f"attention.alpha must be positive; got {cfg.alpha}.")
         if cfg.alpha is None and not cfg.zeta > cfg.gamma:
             raise ValueError(f"attention.zeta must exceed gamma; got {cfg.gamma}, {cfg.zeta}.")
-    if cfg.gate_mlp and cfg.gate != "none" and head_dim < 4:
+    _check_gate_net(cfg, head_dim)
+
+
+GATE_POOLING = ("visible", "all")
+
+
+def _check_gate_net(cfg, head_dim: int) -> None:
+    """The gate network fields: one net at most, the all-features net per token only."""
+    pooling = cfg.get("gate_pooling", "visible")
+    if pooling not in GATE_POOLING:
+        raise ValueError(f"attention.gate_pooling must be 'visible' or 'all'; got {pooling!r}.")
+    if cfg.gate == "none":
+        return
+    nets = [f for f in ("gate_mlp", "gate_mlp2", "gate_linear_all_features") if cfg.get(f)]
+    if len(nets) > 1:
+        raise ValueError(f"attention.{nets[1]} excludes attention.{nets[0]}; set one of them.")
+    if cfg.gate_mlp and head_dim < 4:
         raise ValueError(f"attention.gate_mlp needs head_dim >= 4; got head_dim={head_dim}.")
+    if cfg.get("gate_linear_all_features") and cfg.gate != "conditional_per_token":
+        raise ValueError(
+            "attention.gate_linear_all_features needs gate='conditional_per_token' (the "
+            f"official code ignores the pooling of other gate types); got {cfg.gate!r}."
+        )
 
 
 def clip_range(cfg, key_len: int) -> tuple[float, float]:
@@ -109,9 +134,15 @@ class HeadGate(nn.Module):
     """Per-head sigmoid gate, returns gate values broadcastable to [B, L, H, 1].
 
     unconditional_per_head: sigmoid(a_h). conditional_per_token: sigmoid(g_h(x_h)) with x_h
-    the layer input's head-h slice [B, L, Dh]. conditional_per_head: sigmoid of the mean of
-    g_h(x_h) over the tokens the query may attend to (``visible`` [B|1, T, S], None = all),
-    so that padding, causal and document masks hold for the gate too.
+    the layer input's head-h slice [B, L, Dh]; g_h is Linear(Dh, 1), the MLP
+    Dh -> Dh//4 -> 1 (``mlp``) or Dh -> Dh -> 1 (``mlp2``), ReLU, or with ``all_features``
+    one Linear(D, H) on the whole token (per token only). conditional_per_head: sigmoid of
+    the mean of g_h(x_h) over the tokens: with ``pooling="visible"`` those the query may
+    attend to (``visible`` [B|1, T, S], None = all), so that padding, causal and document
+    masks hold for the gate too; with ``pooling="all"`` over every token of the sequence,
+    padding and future tokens included (the official code's mean over the time axis).
+    ``fine_tuning`` scales conditional gates by 1 / gate_init (1 at init) and draws the
+    Linear gate's kernel from N(0, 0.01), as the official code's fine-tuning mode does.
     """
 
     num_heads: int
@@ -120,6 +151,10 @@ class HeadGate(nn.Module):
     gate_init: float = 0.5
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    mlp2: bool = False
+    all_features: bool = False
+    fine_tuning: bool = False
+    pooling: str = "visible"
 
     @nn.compact
     def __call__(self, x, visible=None):
@@ -128,11 +163,30 @@ class HeadGate(nn.Module):
         if self.gate == "unconditional_per_head":
             a = self.param("logit", bias_init, (h,), self.param_dtype)
             return nn.sigmoid(a.astype(self.dtype))[None, None, :, None]
+        a = self._logits(x.astype(self.dtype), bias_init)  # [B, L, H]
+        if self.gate == "conditional_per_head" and (visible is None or self.pooling == "all"):
+            a = jnp.mean(a, axis=1, keepdims=True)
+        elif self.gate == "conditional_per_head":
+            visible = visible.astype(a.dtype)
+            count = jnp.maximum(jnp.sum(visible, axis=-1), 1.0)[..., None]
+            a = jnp.einsum("bts,bsh->bth", visible, a) / count
+        g = nn.sigmoid(a)[..., None]
+        return g * (1.0 / self.gate_init) if self.fine_tuning else g
+
+    def _logits(self, x, bias_init):
+        """g_h(x_h) per token and head: [B, L, D] -> [B, L, H]."""
+        h = self.num_heads
         b, length, d = x.shape
-        x = x.reshape(b, length, h, d // h).astype(self.dtype)
-        kernel = nn.initializers.normal(INIT_STD)
-        if self.mlp:
-            e = max(d // h // 4, 1)
+        kernel = nn.initializers.normal(0.01 if self.fine_tuning else INIT_STD)
+        bias = self.param("bias", bias_init, (h,), self.param_dtype).astype(self.dtype)
+        if self.all_features:
+            kernel = nn.initializers.normal(INIT_STD)
+            w = self.param("kernel", partitioned(kernel, ("embed", "heads")), (d, h))
+            return jnp.einsum("bld,dh->blh", x, w.astype(self.dtype)) + bias
+        x = x.reshape(b, length, h, d // h)
+        if self.mlp or self.mlp2:
+            kernel = nn.initializers.normal(INIT_STD)
+            e = d // h if self.mlp2 else max(d // h // 4, 1)
             w1 = self.param(
                 "kernel1", partitioned(kernel, ("heads", "kv", "gate_hidden")), (h, d // h, e)
             )
@@ -143,15 +197,17 @@ class HeadGate(nn.Module):
             w = self.param("kernel2", partitioned(kernel, ("heads", "gate_hidden")), (h, e))
         else:
             w = self.param("kernel", partitioned(kernel, ("heads", "kv")), (h, d // h))
-        bias = self.param("bias", bias_init, (h,), self.param_dtype)
-        a = jnp.einsum("blhd,hd->blh", x, w.astype(self.dtype)) + bias.astype(self.dtype)
-        if self.gate == "conditional_per_head" and visible is None:
-            a = jnp.mean(a, axis=1, keepdims=True)
-        elif self.gate == "conditional_per_head":
-            visible = visible.astype(a.dtype)
-            count = jnp.maximum(jnp.sum(visible, axis=-1), 1.0)[..., None]
-            a = jnp.einsum("bts,bsh->bth", visible, a) / count
-        return nn.sigmoid(a)[..., None]
+        return jnp.einsum("blhd,hd->blh", x, w.astype(self.dtype)) + bias
+
+
+def gate_options(cfg) -> dict:
+    """HeadGate's keyword fields from an attention config (the gate net and its modes)."""
+    return dict(
+        mlp2=cfg.get("gate_mlp2", False),
+        all_features=cfg.get("gate_linear_all_features", False),
+        fine_tuning=cfg.get("gate_fine_tuning", False),
+        pooling=cfg.get("gate_pooling", "visible"),
+    )
 
 
 class AttentionProbe(nn.Module):
@@ -257,9 +313,9 @@ class MultiHeadAttention(nn.Module):
             visible = attn.combine_mask(mask, is_causal, length, length)
             if visible is not None:
                 visible = jnp.broadcast_to(visible, (visible.shape[0], 1, length, length))[:, 0]
-            gate = HeadGate(h, cfg.gate, cfg.gate_mlp, cfg.gate_init, name="gate", **dense)(
-                x, visible
-            )
+            gate = HeadGate(
+                h, cfg.gate, cfg.gate_mlp, cfg.gate_init, name="gate", **dense, **gate_options(cfg)
+            )(x, visible)
             ctx = ctx * gate.astype(ctx.dtype)
         out = nn.Dense(
             d,

@@ -22,8 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from outeffhop.nn import hopfield_checks as checks
+from outeffhop.nn import hopfield_fold as fold
+from outeffhop.nn.dense import dense_dot_general
+from outeffhop.nn.layer_norm import LayerNorm
 from outeffhop.ops import entmax
 from outeffhop.ops import hopfield as memory
+from outeffhop.ops import matmul as products
 
 PATTERN_INIT = nn.initializers.normal(stddev=0.02)  # learned patterns and weights
 NORMALIZERS = checks.NORMALIZERS
@@ -94,14 +98,17 @@ class Hopfield(nn.Module):
 
     def setup(self):
         h, hd, pd = self.num_heads, self.head_dim, self.pattern_dim
-        dense = dict(kernel_init=PATTERN_INIT, dtype=self.dtype, param_dtype=self.param_dtype)
+        dense = dict(
+            kernel_init=PATTERN_INIT,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            dot_general=dense_dot_general,  # CPU-shaped backward (outeffhop.nn.dense)
+        )
 
         def ln(flag, affine, eps):
             if not flag:
                 return None
-            return nn.LayerNorm(
-                eps, self.dtype, self.param_dtype, use_bias=affine, use_scale=affine
-            )
+            return LayerNorm(eps, self.dtype, self.param_dtype, use_bias=affine, use_scale=affine)
 
         self.norm_stored = ln(
             self.normalize_stored_pattern,
@@ -145,10 +152,15 @@ class Hopfield(nn.Module):
             return jnp.broadcast_to(x[:, None], (x.shape[0], self.num_heads) + x.shape[1:])
         return x.reshape(x.shape[:2] + (self.num_heads, size)).transpose(0, 2, 1, 3)
 
-    def _beta(self, head_dim):
+    def _beta(self, head_dim, dtype):
+        """beta in the association's dtype: a Python float (weakly typed) or an array [H].
+
+        A float64 run keeps ``scaling`` in float64 (no float32 round trip).
+        """
         if self.scaling is None:
             return 1.0 if checks.static_execution(self) else 1.0 / math.sqrt(head_dim)
-        return checks.per_head(self.scaling, np.float32)
+        beta = checks.per_head(self.scaling, np.float64)
+        return float(beta) if beta.ndim == 0 else jnp.asarray(beta, dtype)
 
     def __call__(
         self,
@@ -187,18 +199,87 @@ class Hopfield(nn.Module):
         hd = state.shape[-1] if static else self.head_dim
         pd = projection.shape[-1] if static else self.pattern_dim
         q, k, v = self._project(stored, state, projection, hd, pd)
-        mask = self._mask(pad_mask, assoc_mask, stored.shape[:2], q.shape[2])
+        batch = max(stored.shape[0], state.shape[0])  # learned patterns come with batch 1
+        mask = self._mask(pad_mask, assoc_mask, (batch, stored.shape[1]), q.shape[2])
         k, v, mask = self._append_patterns(k, v, mask, hd, pd)
         xi = self._gsh(q, k, hd, mask) if self.normalizer == "gsh" else self._xi(q, k, hd, mask)
-        self.sow("intermediates", "association", xi)
-        weights = self.drop(xi, deterministic=deterministic or self.dropout == 0.0)
-        out = jnp.einsum("bhls,bhsp->blhp", weights.astype(v.dtype), v)
-        out = out.reshape(out.shape[:2] + (-1,))
-        if self.out_proj is not None:
-            out = self.out_proj(out)
+        self.sow("intermediates", "association", xi)  # unused xi is dead code under jit
+        no_dropout = deterministic or self.dropout == 0.0
+        # Traced (jit, grad): the fused reads below. Eager: xi @ v, xi being at hand already.
+        traced = isinstance(q, jax.core.Tracer)
+        if traced and no_dropout and self._one_step_read():
+            out = self._folded(stored, state, projection, (q, k, v), mask, hd, pd)
+            if out is None:  # N(beta q k^T) v as one product pair, flash-attention backward
+                scores = memory.association_scores(q, k, self._beta(hd, q.dtype))
+                out = products.normalize_read(scores, v.astype(scores.dtype), self.normalizer, mask)
+                out = self._project_out(out, v.dtype)
+        else:
+            weights = self.drop(xi, deterministic=no_dropout)
+            out = self._project_out(products.matmul(weights.astype(v.dtype), v), v.dtype)
         if self.association_activation is not None:
             out = getattr(jax.nn, self.association_activation)(out)
         return out, xi
+
+    def _project_out(self, ctx_BHLP, dtype):
+        """Heads merged, [B, H, L, P] -> [B, L, H * P], then W_O (unless disabled)."""
+        out = jnp.swapaxes(ctx_BHLP, 1, 2).astype(dtype)
+        out = out.reshape(out.shape[:2] + (-1,))
+        return out if self.out_proj is None else self.out_proj(out)
+
+    def _folded(self, stored, state, projection, qkv, mask, hd, pd):
+        """The one-step read reassociated around batch-shared patterns (``hopfield_fold``)
+        where that is fewer multiply-adds; None where it does not apply."""
+        if self.is_initializing() or not self._foldable() or fold.observed():
+            return None
+        q, k, v = qkv
+        params, h = self.variables["params"], self.num_heads
+        beta = self._beta(hd, q.dtype)
+
+        def inputs(norm, eps, dense):
+            return (
+                (None if getattr(self, norm) is None else dict(params.get(norm, {}))),
+                eps,
+                params[dense],
+            )
+
+        if stored.shape[0] == 1 < state.shape[0] and self.out_proj is not None:
+            out_dim = params["out_proj"]["kernel"].shape[-1]
+            plain, folded = fold.lookup_cost(state.shape[-1], h, hd, pd, k.shape[2], out_dim)
+            if folded < plain:
+                q_in = inputs("norm_state", self.normalize_state_pattern_eps, "q_proj")
+                return fold.lookup_read(
+                    state, q_in, k, v, params["out_proj"], beta, self.normalizer, mask
+                )
+        appended = self.concat_bias_pattern or self.add_zero_association
+        if state.shape[0] == 1 < stored.shape[0] and not appended:
+            dk, dv = stored.shape[-1], projection.shape[-1]
+            plain, folded = fold.pooling_cost(dk, dv, h, hd, pd, q.shape[2], stored.shape[1])
+            if folded < plain:
+                k_in = inputs("norm_stored", self.normalize_stored_pattern_eps, "k_proj")
+                v_in = inputs("norm_projection", self.normalize_pattern_projection_eps, "v_proj")
+                ctx = fold.pooling_ctx(
+                    q, stored, projection, k_in, v_in, beta, self.normalizer, mask
+                )
+                return ctx if self.out_proj is None else self.out_proj(ctx)
+        return None
+
+    def _foldable(self) -> bool:
+        return (
+            self.q_proj is not None
+            and self.k_proj is not None
+            and self.v_proj is not None
+            and not self.pattern_projection_as_connected
+            and self.norm_hopfield is None
+        )
+
+    def _one_step_read(self) -> bool:
+        """One association step with softmax / Softmax_1: the fused read applies."""
+        steps = self.update_steps_max
+        return (
+            self.normalizer in products.READ_NORMALIZERS
+            and steps is not None
+            and not np.any(np.asarray(steps) > 0)
+        )
 
     def _project(self, stored, state, projection, hd, pd):
         """Input LayerNorms, W_Q / W_K / W_V, heads split: q [B, H, L, hd], k, v [B, H, S, .]."""
@@ -267,10 +348,10 @@ class Hopfield(nn.Module):
         xi, _ = memory.associate(
             q,
             k,
-            beta=self._beta(hd),
+            beta=self._beta(hd, q.dtype),
             normalizer=self.normalizer,
             update_steps_max=None if steps_max is None else checks.per_head(steps_max, np.int32),
-            update_steps_eps=checks.per_head(self.update_steps_eps, np.float32),
+            update_steps_eps=checks.per_head(self.update_steps_eps, np.float64),
             mask=mask,
             gamma=self.gamma,
             zeta=self.zeta,
@@ -284,7 +365,7 @@ class Hopfield(nn.Module):
         Masked entries get a large negative score (entmax gives them exact zeros); a fully
         masked row comes out all zeros, as with the other normalizers.
         """
-        scores = memory.association_scores(q, k, self._beta(hd))
+        scores = memory.association_scores(q, k, self._beta(hd, q.dtype))
         if mask is not None:
             scores = jnp.where(mask, scores, -1e9)
         alpha = entmax.gsh_alpha(self.gsh_alpha)[:, None, None]

@@ -2,11 +2,14 @@
 
 Both are ``Hopfield`` (outeffhop.nn.hopfield) with one pattern set held as weights, as in
 hflayers. The learned patterns are initialized N(0, 0.02); ``trainable=False`` keeps them
-in the ``constants`` collection instead of ``params``, so optimizers never see them.
+in the ``constants`` collection instead of ``params``, so optimizers never see them. They
+enter the association with batch 1 (broadcast there): their LayerNorm and projection run
+once, not once per batch element as in hflayers (which expands them first).
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from outeffhop.nn import hopfield_checks as checks
@@ -30,6 +33,11 @@ def _check_quantity(m) -> None:
         raise ValueError(f"quantity must be a positive int; got {m.quantity!r}.")
 
 
+def _batched(x, b: int) -> jax.ShapeDtypeStruct:
+    """The shape [b, ...] a batch-1 pattern array broadcasts to (for the shape checks)."""
+    return jax.ShapeDtypeStruct((b,) + x.shape[1:], x.dtype)
+
+
 def _batch_first(x, batch_first: bool):
     x = jnp.asarray(x)
     if x.ndim != 3:
@@ -41,7 +49,10 @@ class HopfieldPooling(Hopfield):
     """Pools stored patterns with ``quantity`` learned state patterns (hflayers.HopfieldPooling).
 
     Call with one array (stored patterns = projections) or ``(stored, projection)``;
-    returns [B, quantity * output_size] (hflayers flattens the same way).
+    returns [B, quantity * output_size] for either ``batch_first`` (inputs [L, B, D] when
+    False). hflayers agrees for batch-first inputs only: with ``batch_first=False`` it
+    flattens its [quantity, B, output_size] result from dim 1, i.e. returns
+    [quantity, B * output_size], mixing the batch into the features.
     """
 
     quantity: int = 1  # number of learned state patterns
@@ -77,8 +88,8 @@ class HopfieldPooling(Hopfield):
         stored = _batch_first(stored, self.batch_first)
         projection = _batch_first(projection, self.batch_first)
         b = stored.shape[0]
-        state = jnp.broadcast_to(self.pooling_weights, (b,) + self.pooling_weights.shape)
-        checks.check_inputs(self, stored, state, projection)
+        state = self.pooling_weights[None]  # batch 1: normalized and projected once
+        checks.check_inputs(self, stored, _batched(state, b), projection)
         out, xi = self._associate(
             stored, state, projection, stored_pattern_mask, association_mask, deterministic
         )
@@ -131,10 +142,10 @@ class HopfieldLayer(Hopfield):
         """``stored_pattern_mask`` [B, quantity] (True = keep); masks as in ``Hopfield``."""
         state = _batch_first(inputs, self.batch_first)
         b = state.shape[0]
-        stored = jnp.broadcast_to(self.lookup_weights, (b,) + self.lookup_weights.shape)
+        stored = self.lookup_weights[None]  # batch 1: normalized and projected once
         targets = self.lookup_weights if self.target_weights is None else self.target_weights
-        projection = jnp.broadcast_to(targets, (b,) + targets.shape)
-        checks.check_inputs(self, stored, state, projection)
+        projection = targets[None]
+        checks.check_inputs(self, _batched(stored, b), state, _batched(projection, b))
         out, xi = self._associate(
             stored, state, projection, stored_pattern_mask, association_mask, deterministic
         )

@@ -18,10 +18,14 @@ reads out a values (default: xi itself, i.e. T applied update_steps_max + 1 time
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from outeffhop.ops import matmul as products
 from outeffhop.ops import softmax as sm
 
 ENERGY_NORMALIZERS = ("softmax", "softmax1")
@@ -75,8 +79,13 @@ def _as_rows(states):
 
 
 def association_scores(x_LD, xi_SD, beta) -> jax.Array:
-    """beta x xi^T: [..., L, d] x [..., S, d] -> [..., L, S]."""
-    return jnp.einsum("...ld,...sd->...ls", x_LD, xi_SD) * _lead(beta)
+    """beta x xi^T: [..., L, d] x [..., S, d] -> [..., L, S] (beta scales the smaller x).
+
+    The product's backward is shaped for XLA's CPU matmuls (``outeffhop.ops.matmul``).
+    """
+    x_LD, xi_SD = jnp.asarray(x_LD), jnp.asarray(xi_SD)
+    scaled = x_LD * _lead(beta).astype(x_LD.dtype) if jnp.ndim(beta) else x_LD * beta
+    return products.matmul_t(scaled, xi_SD)
 
 
 def energy(states, stored, *, beta, normalizer: str = "softmax1", mask=None) -> jax.Array:
@@ -125,15 +134,57 @@ def associate(
 
     ``mask``: boolean, broadcastable to [..., L, S], True = may associate. Masked entries
     are 0; a fully masked row is all zeros. ``update_steps_max``: a non-negative int, an
-    array of them broadcastable to the leading dims (one per head), or None (iterate until
-    the tolerance is met, forward-only: ``lax.while_loop`` has no reverse derivative).
-    ``stop_axes``: leading axes that share one stopping decision (hflayers takes the max of
-    the change over the batch axis, per head). Returns ``(a, steps)`` with ``steps`` the
-    number of updates each leading index took, int32 of the leading shape.
+    array of them broadcastable to the leading dims (one per head), or None: iterate until
+    the tolerance is met and differentiate implicitly (``_fixed_point``: the adjoint
+    fixed point, as deep-equilibrium models do; the states then get zero gradient, since
+    the fixed point a* = T(a*) depends on them only through its basin). ``stop_axes``:
+    leading axes that share one stopping decision (hflayers takes the max of the change
+    over the batch axis, per head). Returns ``(a, steps)`` with ``steps`` the number of
+    updates each leading index took, int32 of the leading shape.
     """
     x, xi = _check(states, stored, beta, normalizer)
     x, _ = _as_rows(x)
-    lead = jnp.broadcast_shapes(x.shape[:-2], xi.shape[:-2], jnp.shape(beta))
+    steps_max = _check_steps(update_steps_max, update_steps_eps)
+    rule = _Rule(normalizer, gamma, zeta, tuple(stop_axes))
+    a = rule.normalize(association_scores(x, xi, beta), mask)
+    lead = jnp.broadcast_shapes(x.shape[:-2], xi.shape[:-2], jnp.shape(beta), a.shape[:-2])
+    if steps_max is not None and not np.any(steps_max > 0):
+        return a, jnp.zeros(lead, jnp.int32)
+    eps2 = jnp.broadcast_to(jnp.square(jnp.asarray(update_steps_eps, a.dtype)), lead)
+    a = jnp.broadcast_to(a, lead + a.shape[-2:])
+    if steps_max is None:
+        beta = jnp.asarray(beta, a.dtype)
+        return _fixed_point(rule, a, xi, beta, eps2, mask)
+    limit = jnp.broadcast_to(jnp.asarray(steps_max, jnp.int32), lead)
+    carry = (a, jnp.zeros(lead, jnp.int32), limit > 0)
+    body = functools.partial(_update_step, rule, xi, beta, mask, limit, eps2)
+    n = int(steps_max.max())  # static trip count: reverse-differentiable by unrolling
+    a, steps, _ = jax.lax.fori_loop(0, n, lambda _, c: body(c), carry)
+    return a, steps
+
+
+class _Rule(NamedTuple):
+    """The static part of the association update: normalizer, clip range, stop axes."""
+
+    normalizer: str
+    gamma: float | None
+    zeta: float | None
+    stop_axes: tuple[int, ...]
+
+    def normalize(self, scores, mask):
+        return sm.normalize(
+            scores, self.normalizer, axis=-1, where=mask, gamma=self.gamma, zeta=self.zeta
+        )
+
+    def update(self, a, xi, beta, mask):
+        """One update in association space: T(a) = N(beta (a xi) xi^T)."""
+        return self.normalize(association_scores(products.matmul(a, xi), xi, beta), mask).astype(
+            a.dtype
+        )
+
+
+def _check_steps(update_steps_max, update_steps_eps):
+    """``update_steps_max`` as a numpy int array (or None); ValueError for bad values."""
     if update_steps_max is not None:
         update_steps_max = np.asarray(update_steps_max)
         if update_steps_max.dtype.kind not in "iu" or np.any(update_steps_max < 0):
@@ -143,40 +194,65 @@ def associate(
             )
     if _concrete_any(jnp.asarray(update_steps_eps) <= 0):
         raise ValueError(f"update_steps_eps must be positive; got {update_steps_eps}.")
+    return update_steps_max
 
-    def norm(scores):
-        return sm.normalize(scores, normalizer, axis=-1, where=mask, gamma=gamma, zeta=zeta)
 
-    a = norm(association_scores(x, xi, beta))
-    lead = jnp.broadcast_shapes(lead, a.shape[:-2])
-    steps = jnp.zeros(lead, jnp.int32)
-    if update_steps_max is not None and not np.any(update_steps_max > 0):
-        return a, steps
-    limit = (
-        jnp.full(lead, jnp.iinfo(jnp.int32).max, jnp.int32)
-        if update_steps_max is None
-        else jnp.broadcast_to(jnp.asarray(update_steps_max, jnp.int32), lead)
-    )
-    eps2 = jnp.broadcast_to(jnp.square(jnp.asarray(update_steps_eps, a.dtype)), lead)
-    a = jnp.broadcast_to(a, lead + a.shape[-2:])
+def _update_step(rule, xi, beta, mask, limit, eps2, carry):
+    """One guarded update: indices still active move, count a step and test ||da||_F^2."""
+    a, steps, active = carry
+    a_new = jnp.where(active[..., None, None], rule.update(a, xi, beta, mask), a)
+    change = jax.lax.stop_gradient(jnp.sum(jnp.square(a_new - a), axis=(-2, -1)))
+    if rule.stop_axes:
+        change = jnp.broadcast_to(jnp.max(change, axis=rule.stop_axes, keepdims=True), a.shape[:-2])
+    steps = steps + active.astype(jnp.int32)
+    return a_new, steps, active & (steps < limit) & (change > eps2)
+
+
+def _converge(rule, a, xi, beta, eps2, mask):
+    """Iterate until every leading index meets ||a_{t+1} - a_t||_F <= eps: (a*, steps)."""
+    lead = a.shape[:-2]
+    limit = jnp.full(lead, jnp.iinfo(jnp.int32).max, jnp.int32)
+    body = functools.partial(_update_step, rule, xi, beta, mask, limit, eps2)
+    carry = (a, jnp.zeros(lead, jnp.int32), jnp.ones(lead, bool))
+    a, steps, _ = jax.lax.while_loop(lambda c: jnp.any(c[2]), body, carry)
+    return a, steps
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fixed_point(rule, a0, xi, beta, eps2, mask):
+    """``_converge`` from a0, differentiated implicitly at a* = T(a*; xi, beta)."""
+    return _converge(rule, a0, xi, beta, eps2, mask)
+
+
+def _fixed_point_fwd(rule, a0, xi, beta, eps2, mask):
+    a, steps = _converge(rule, a0, xi, beta, eps2, mask)
+    return (a, steps), (a, a0, xi, beta, eps2, mask)
+
+
+def _fixed_point_bwd(rule, res, cts):
+    """Adjoint fixed point u = g + (dT/da)^T u at a*, then (xi, beta) cotangents (dT/dθ)^T u.
+
+    Iterated like the forward pass until ||u_{k+1} - u_k||_F <= eps ||g||_F per leading
+    index (the same contraction rate as the forward iteration near a*). a0 (hence the
+    states) gets zero cotangent: a* does not move with it.
+    """
+    a, a0, xi, beta, eps2, mask = res
+    g = cts[0]
+    _, vjp = jax.vjp(lambda a_, xi_, b_: rule.update(a_, xi_, b_, mask), a, xi, beta)
+    tol = eps2 * jnp.sum(jnp.square(g), axis=(-2, -1))
 
     def body(carry):
-        a, steps, active = carry
-        a_new = norm(association_scores(a @ xi, xi, beta)).astype(a.dtype)
-        a_new = jnp.where(active[..., None, None], a_new, a)
-        change = jax.lax.stop_gradient(jnp.sum(jnp.square(a_new - a), axis=(-2, -1)))
-        if stop_axes:
-            change = jnp.broadcast_to(jnp.max(change, axis=stop_axes, keepdims=True), lead)
-        steps = steps + active.astype(jnp.int32)
-        return a_new, steps, active & (steps < limit) & (change > eps2)
+        u, _ = carry
+        u_new = g + vjp(u)[0]
+        return u_new, jnp.any(jnp.sum(jnp.square(u_new - u), axis=(-2, -1)) > tol)
 
-    carry = (a, steps, limit > 0)
-    if update_steps_max is None:
-        a, steps, _ = jax.lax.while_loop(lambda c: jnp.any(c[2]), body, carry)
-    else:
-        n = int(update_steps_max.max())  # static trip count: reverse-differentiable
-        a, steps, _ = jax.lax.fori_loop(0, n, lambda _, c: body(c), carry)
-    return a, steps
+    u, _ = jax.lax.while_loop(lambda c: c[1], body, (g, jnp.bool_(True)))
+    _, xi_bar, beta_bar = vjp(u)
+    zero = jax.tree.map(jnp.zeros_like, (a0, eps2))
+    return zero[0], xi_bar, beta_bar, zero[1], None
+
+
+_fixed_point.defvjp(_fixed_point_fwd, _fixed_point_bwd)
 
 
 def retrieve(

@@ -48,6 +48,16 @@ def test_report_layout_and_relative_change(tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     np.testing.assert_allclose(saved["table"]["bert"]["softmax1"]["avg kurtosis"], [2.0, 0.0])
     assert "FP (perplexity)" in study.table_row(rows[0])
+    assert "Evaluation protocol `ours`" in text  # rows without a protocol field are ours
+    rows[0].update(protocol="official", maxima={"ffn": 7.0})
+    assert "protocol: official; max inf-norm of ffn 7" in study.table_row(rows[0])
+
+
+def test_official_metric_is_the_mean_of_batch_means():
+    cfg = load_config("bert:quick")
+    sums = {"loss": 10.0, "weight": 5.0, "correct": 2.0, "batch_loss": 3.0, "rows": 2.0}
+    assert study._metric(cfg, sums)["loss"] == 2.0  # per token
+    assert study._metric(cfg, sums, per_batch=True)["loss"] == 1.5  # per evaluation row
 
 
 def test_job_configs():
@@ -60,9 +70,17 @@ def test_job_configs():
     with pytest.raises(ValueError, match="family must be one of"):
         study.job_config("gpt", "quick", "vanilla", 0, {})
     quick = load_config("reproduce:quick")
+    quick.clipped_softmax1_zeta.bert = 1.1  # the official BERT clipped+softmax1 runs
     jobs = scheduler.jobs_for(quick, "/tmp/x")
     assert len(jobs) == 3 * 6
     assert jobs[0]["overrides"]["num_steps"] == 150
+    assert {j["protocol"] for j in jobs} == {"official"}
+    zeta = {(j["family"], j["variant"]): j["overrides"].get("model.attention.zeta") for j in jobs}
+    assert zeta["bert", "clipped+softmax1"] == 1.1 and zeta["bert", "clipped"] is None
+    assert zeta["opt", "clipped+softmax1"] == 1.0
+    job = next(j for j in jobs if j["variant"] == "clipped+softmax1" and j["family"] == "bert")
+    cfg = study.job_config("bert", "quick", job["variant"], 0, job["overrides"])
+    assert cfg.model.attention.zeta == 1.1
     with pytest.raises(ValueError, match="preset must be one of"):
         load_config("reproduce:huge")
 

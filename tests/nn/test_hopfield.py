@@ -118,10 +118,19 @@ def test_gradients_finite_through_iterations_and_masks():
     assert float(jnp.abs(g["params"]["q_proj"]["kernel"]).sum()) > 0
 
 
-def test_unbounded_iteration_converges():
+def test_unbounded_iteration_converges_and_backpropagates():
     model = Hopfield(input_size=8, num_heads=2, update_steps_max=None, update_steps_eps=1e-6)
-    _, (out, xi) = _run(model, X, return_association=True)
+    v, (out, xi) = _run(model, X, return_association=True)
     assert bool(jnp.all(jnp.isfinite(out)))
+    # Implicit gradients through the fixed point = those of a long unrolled loop.
+    unrolled = model.clone(update_steps_max=100, update_steps_eps=1e-9)
+
+    def grads(m):
+        return jax.jit(jax.grad(lambda v: jnp.sum(m.apply(v, X) ** 2)))(v)
+
+    g, g_unrolled = grads(model), grads(unrolled)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_unrolled), strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-4 * float(jnp.max(jnp.abs(b))) + 1e-6)
 
 
 def test_dropout_only_when_not_deterministic():
@@ -330,3 +339,24 @@ def test_hopfield_matches_hflayers_forward(case):
     )  # fmt: skip
     np.testing.assert_allclose(xi, ref_xi, atol=1e-5)
     np.testing.assert_allclose(out, ref_out, atol=1e-5)
+
+
+@pytest.mark.parametrize("scaling", [0.3, (0.3, 1.7)])
+def test_float64_scaling_is_exact(scaling):
+    """An explicit scaling (scalar or per head) stays float64: no float32 round trip."""
+    with jax.enable_x64(True):
+        f64 = jnp.float64
+        x = jax.random.normal(jax.random.key(5), (2, 5, 8), f64)
+        model = Hopfield(input_size=8, num_heads=2, normalizer="softmax", scaling=scaling,
+                         dtype=f64, param_dtype=f64)  # fmt: skip
+        params = model.init(jax.random.key(0), x)["params"]
+        params = jax.tree.map(
+            lambda a: a + 0.3 * jax.random.normal(jax.random.key(1), a.shape, f64), params
+        )
+        out = model.apply({"params": params}, x)
+        assert out.dtype == f64
+        beta = np.asarray(scaling, np.float64)
+        if beta.ndim:  # per head: hflayers' rows are b * H + h
+            beta = np.tile(beta, 2)[:, None, None]
+        ref, _ = hflayers_reference(params, x, x, x, num_heads=2, head_dim=4, scaling=beta)
+        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)

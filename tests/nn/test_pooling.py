@@ -1,10 +1,14 @@
-"""TODO docstring."""
+"""HopfieldPooling and HopfieldLayer: learned patterns, equivalence to Hopfield, the folded read."""
 
+from unittest import mock
+
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from outeffhop.nn import hopfield_fold as fold
 from outeffhop.nn.hopfield import Hopfield
 from outeffhop.nn.pooling import HopfieldLayer, HopfieldPooling
 
@@ -75,3 +79,87 @@ def test_bad_pooling_configuration_and_mismatched_inputs():
         Hopfield(input_size=8).init(jax.random.key(0), _rand(0, 2, 5, 7))
     with pytest.raises(ValueError, match="stored_pattern_mask"):
         Hopfield(input_size=8).init(jax.random.key(0), X, jnp.ones((2, 4), bool))
+
+
+FOLD_CASES = {
+    "one_head_masked": dict(num_heads=1),
+    "two_heads_softmax1": dict(num_heads=2, normalizer="softmax1"),
+    "no_affine_no_bias": dict(num_heads=1, normalize_state_pattern_affine=False,
+                              normalize_stored_pattern_affine=False, input_bias=False),
+    "no_input_norms": dict(num_heads=2, normalize_state_pattern=False,
+                           normalize_stored_pattern=False, normalize_pattern_projection=False),
+}  # fmt: skip
+
+
+_FAST_FOLDS = (("lookup", "one_head_masked"), ("pooling", "two_heads_softmax1"))
+
+
+@pytest.mark.parametrize(
+    ("layer", "case"),
+    [
+        (layer, c) if (layer, c) in _FAST_FOLDS else pytest.param(layer, c, marks=pytest.mark.slow)
+        for layer in ("lookup", "pooling")
+        for c in FOLD_CASES
+    ],
+)
+def test_folded_read_equals_the_plain_order_in_float64(layer, case):
+    """HopfieldLayer / HopfieldPooling reassociate one step around their batch-shared
+    patterns (nn.hopfield_fold); Hopfield on the broadcast patterns takes the plain order.
+    Values and gradients agree in float64; and the fold is really taken."""
+    with jax.enable_x64(True):
+        f64 = jnp.float64
+        kw = dict(input_size=8, normalizer="softmax", dtype=f64, param_dtype=f64)
+        kw.update(FOLD_CASES[case])
+        x = jax.random.normal(jax.random.key(3), (3, 5, 8), f64)
+        mask = jnp.ones((3, 6 if layer == "lookup" else 5), bool).at[1, -2:].set(False)
+        model = (HopfieldLayer(quantity=6, **kw) if layer == "lookup"
+                 else HopfieldPooling(quantity=4, **kw))  # fmt: skip
+        v = model.init(jax.random.key(0), x)
+        v = jax.tree.map(lambda a: a + 0.5 * jax.random.normal(jax.random.key(1), a.shape, f64), v)
+        name = "lookup_weights" if layer == "lookup" else "pooling_weights"
+        pat = jnp.broadcast_to(v["params"][name], (3,) + v["params"][name].shape)
+        inputs = (pat, x, pat) if layer == "lookup" else (x, pat, x)
+        plain = Hopfield(**kw)
+
+        def grad(m):
+            def loss(v, args):
+                out = m.apply(v, args, stored_pattern_mask=mask)
+                return jnp.sum(jnp.sin(out.reshape(3, -1))), out
+
+            return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+        entry = "lookup_read" if layer == "lookup" else "pooling_ctx"
+        with mock.patch.object(fold, entry, wraps=getattr(fold, entry)) as spy:
+            (_, o1), g1 = grad(model)(v, x)
+        assert spy.called  # the folded order was taken
+        (_, o2), g2 = grad(plain)(v, inputs)
+        np.testing.assert_allclose(o1.reshape(3, -1), o2.reshape(3, -1), rtol=0, atol=1e-12)
+        shared = {k: a for k, a in g2["params"].items() if k != name}
+        for a, b in zip(jax.tree.leaves({k: g1["params"][k] for k in shared}),
+                        jax.tree.leaves(shared), strict=True):  # fmt: skip
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-11)
+
+
+def test_fold_is_not_taken_while_interceptors_or_capture_observe_the_layer():
+    """Quantizer sites and outlier capture must see out_proj's call: no fold under them."""
+    model = HopfieldLayer(input_size=8, quantity=6)
+    x = _rand(2, 3, 5, 8)
+    v = model.init(jax.random.key(0), x)
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        seen.append(context.module.name)
+        return next_fun(*args, **kwargs)
+
+    run = jax.jit(lambda v, x: model.apply(v, x))
+    with mock.patch.object(fold, "lookup_read", wraps=fold.lookup_read) as spy:
+        want = run(v, x)
+        assert spy.call_count == 1
+        with flax.linen.intercept_methods(record):
+            got = jax.jit(lambda v, x: model.apply(v, x))(v, x)
+        _, state = jax.jit(
+            lambda v, x: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"])
+        )(v, x)
+        assert spy.call_count == 1  # neither of the observed runs folded
+    assert "out_proj" in seen and "out_proj" in state["intermediates"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -286,3 +286,59 @@ def test_plain_api_bad_input_names_the_argument(kwargs, field):
         memory.retrieve(_rand(0, 2, 4), _rand(1, 3, 5), beta=1.0)
     with pytest.raises(ValueError, match="normalizer"):
         memory.energy(_rand(0, 2, 4), _rand(1, 3, 4), beta=1.0, normalizer="clipped")
+
+
+def _fixed_point_loss(normalizer, steps, mask=None, eps=1e-13):
+    """sum(w * a) of the association after ``steps`` updates (None: the fixed point)."""
+    w = jax.random.normal(jax.random.key(3), (2, 3, 5, 7), jnp.float64)
+
+    def loss(x, xi, beta):
+        a, _ = memory.associate(x, xi, beta=beta, normalizer=normalizer, update_steps_max=steps,
+                                update_steps_eps=eps, mask=mask)  # fmt: skip
+        return jnp.sum(w * a)
+
+    return loss
+
+
+@pytest.mark.parametrize(
+    "normalizer", ["softmax1", pytest.param("softmax", marks=pytest.mark.slow)]
+)
+def test_fixed_point_gradient_is_the_unrolled_limit_and_finite_differences(normalizer):
+    """Implicit (adjoint fixed point) gradients = unrolled gradients of a long fixed loop and
+    central differences, in float64; the states get zero gradient (a* moves with xi, beta)."""
+    with jax.enable_x64(True):
+        f64 = jnp.float64
+        x = jax.random.normal(jax.random.key(0), (2, 3, 5, 4), f64)
+        xi = jax.random.normal(jax.random.key(1), (2, 3, 7, 4), f64)
+        beta = jnp.asarray([[0.5], [0.8], [1.2]], f64).reshape(1, 3)  # per head
+        mask = jax.random.uniform(jax.random.key(2), (2, 1, 5, 7)) > 0.2
+        loss = jax.jit(_fixed_point_loss(normalizer, None, mask))
+        implicit = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+        unrolled = jax.jit(jax.grad(_fixed_point_loss(normalizer, 300, mask), argnums=(0, 1, 2)))
+        g_imp, g_unr = implicit(x, xi, beta), unrolled(x, xi, beta)
+        for a, b in zip(g_imp, g_unr, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(g_imp[0], 0.0)
+        h = 1e-6
+        for arg, g in ((1, g_imp[1]), (2, g_imp[2])):
+            args = [x, xi, beta]
+            d = jax.random.normal(jax.random.key(4 + arg), args[arg].shape, f64)
+            plus, minus = list(args), list(args)
+            plus[arg], minus[arg] = args[arg] + h * d, args[arg] - h * d
+            fd = (loss(*plus) - loss(*minus)) / (2 * h)
+            np.testing.assert_allclose(jnp.sum(g * d), fd, rtol=1e-6)
+
+
+@pytest.mark.slow  # the float64 test covers the implicit gradient in the default run
+def test_fixed_point_gradient_under_jit_and_vmap():
+    states, stored = _rand(6, 3, 4, 8), _rand(7, 3, 6, 8)
+
+    def loss(s, p):
+        a, _ = memory.associate(s, p, beta=1.5, update_steps_max=None, update_steps_eps=1e-6)
+        return jnp.sum(a[..., 0] ** 2)
+
+    g = jax.jit(jax.vmap(jax.grad(loss, argnums=1)))(states, stored)
+    g_unrolled = jax.vmap(jax.grad(lambda s, p: jnp.sum(memory.associate(
+        s, p, beta=1.5, update_steps_max=60, update_steps_eps=1e-9)[0][..., 0] ** 2),
+        argnums=1))(states, stored)  # fmt: skip
+    np.testing.assert_allclose(g, g_unrolled, atol=1e-4)

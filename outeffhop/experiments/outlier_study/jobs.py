@@ -1,9 +1,10 @@
 """One job of the outlier study: train a (family, variant, seed) run, then evaluate it.
 
 One job = ``configs/<family>.py:<preset>`` with the variant's attention fields, trained by
-``outeffhop.train`` and evaluated in the same process (``measure.evaluate``): FP metric,
-outlier statistics of the model's module sets, attention mass (null slot, first token,
-delimiters), W8A8 fake quantization (and ablations), qwix int8. Each job writes
+``outeffhop.train`` and evaluated in the same process (``measure.evaluate``) under an
+evaluation protocol (``measure.protocols``: ``official``, the default, or ``ours``): FP
+metric, outlier statistics of the model's module sets, attention mass (null slot, first
+token, delimiters), W8A8 fake quantization (and ablations), qwix int8. Each job writes
 ``<workdir>/runs/<family>/<variant>/seed<k>/eval.json``. ``python -m
 outeffhop.experiments.outlier_study.jobs spec.json`` runs one (the scheduler's worker).
 """
@@ -11,6 +12,7 @@ outeffhop.experiments.outlier_study.jobs spec.json`` runs one (the scheduler's w
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -19,11 +21,12 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from outeffhop import data, models
 from outeffhop.launch.configs import load_config
-from outeffhop.measure import attention_mass, outliers, quant, quant_qwix
+from outeffhop.measure import attention_mass, outliers, protocols, quant, quant_qwix
 from outeffhop.measure import evaluate as evaluation
 from outeffhop.train import checkpoint, loop, optim, tasks, train_and_evaluate
 
@@ -61,6 +64,15 @@ def job_config(family: str, preset: str, variant: str, seed: int, overrides: dic
         node[leaf] = value
     cfg.data.batch_size = cfg.batch_size
     return cfg
+
+
+def variant_overrides(study, family: str, variant: str) -> dict:
+    """Trainer overrides one variant of a study config (configs/reproduce.py) adds: the
+    clipped+softmax1 zeta per family (the official BERT runs used 1.1, their table says 1)."""
+    zeta = study.get("clipped_softmax1_zeta", {}).get(family)
+    if variant == "clipped+softmax1" and zeta is not None:
+        return {"model.attention.zeta": float(zeta)}
+    return {}
 
 
 def load_params(cfg, workdir: str):
@@ -113,9 +125,15 @@ def _attention_mass(cfg, workdir, variables, batches, inputs_fn) -> dict:
     )
 
 
-def _metric(cfg, sums) -> dict[str, float]:
-    """FP / quantized metric from summed (loss, weight, correct): ppl for LMs, acc for ViT."""
+def _metric(cfg, sums, per_batch: bool = False) -> dict[str, float]:
+    """FP / quantized metric from summed (loss, weight, correct): ppl for LMs, acc for ViT.
+
+    ``per_batch``: the loss is the mean over evaluation rows of their batch's mean loss (the
+    official scripts' ``exp(mean(loss.repeat(batch_size)))``), not the mean over tokens.
+    """
     loss = sums["loss"] / max(sums["weight"], 1.0)
+    if per_batch:
+        loss = sums["batch_loss"] / max(sums["rows"], 1.0)
     acc = sums["correct"] / max(sums["weight"], 1.0)
     if cfg.model.model == "vit":
         return {"metric": 100.0 * acc, "metric_name": "accuracy %", "loss": loss}
@@ -133,9 +151,23 @@ def _forward(model, cfg):
         logits = model.apply(v, **models.model_inputs(cfg.model, batch), deterministic=True)
         mean, met = models.loss_fn(cfg.model)(logits, batch)
         n = met["num_tokens"]
-        return {"loss": mean * n, "weight": n, "correct": met["accuracy"] * n}
+        rows = _valid_rows_traced(batch)
+        return {
+            "loss": mean * n,
+            "weight": n,
+            "correct": met["accuracy"] * n,
+            "batch_loss": mean * rows,
+            "rows": rows,
+        }
 
     return forward
+
+
+def _valid_rows_traced(batch):
+    """The number of evaluation rows of a batch (rows with a positive weight, else all)."""
+    if "weight" in batch:
+        return jnp.sum(jnp.asarray(batch["weight"]) > 0).astype(jnp.float32)
+    return jnp.float32(len(next(iter(batch.values()))))
 
 
 def _inputs_fn(cfg):
@@ -155,11 +187,44 @@ def _last_ffn_histogram(model, variables, family, batch, inputs) -> dict:
     return {"module": last, "counts": counts.tolist(), "edges": edges.tolist()}
 
 
-def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=True, int8=True):
+def protocol_for(name: str, family: str) -> protocols.Protocol:
+    """The evaluation protocol ``name`` ("official" or "ours") for a model family."""
+    protocols.check_protocol(name)
+    return protocols.get(name, models.official_protocol(family) if name == "official" else None)
+
+
+def _calibration_batches(task, cfg, workdir, eval_batches, split: str, n: int) -> list:
+    """The first ``n`` batches of the evaluation split, or of the training stream."""
+    if split == "eval":
+        return eval_batches[:n]
+    it = task.train_iter(cfg, workdir, 0, 1)
+    return [next(it) for _ in range(n)]
+
+
+def _reference_model(cfg, task):
+    """The model on the explicit-weights attention path, where the score / weight probes
+    (quantizer sites) exist on every backend."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.attention.implementation = "reference"
+    return task.build_model(cfg)
+
+
+def evaluate(
+    cfg,
+    workdir: str,
+    params=None,
+    *,
+    protocol: str = "official",
+    num_calib: int | None = None,
+    ablations=True,
+    int8=True,
+):
     """The paper's table row for one trained run (plus ablations, curves and a histogram).
 
-    Calibration uses ``num_calib`` batches of the training stream (held out from the eval
-    split; the same batches every time), evaluation the eval split.
+    ``protocol`` (``measure.protocols``) fixes the quantizer sites, estimator, calibration
+    batches (``num_calib`` overrides their count) and the outlier statistics; "official"
+    calibrates BERT on the evaluation split and OPT / ViT on the training stream, "ours"
+    on the training stream (held out from the eval split; the same batches every time).
     """
     task = tasks.get_task(cfg.task)
     model = task.build_model(cfg)
@@ -167,21 +232,27 @@ def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=T
         params, _ = load_params(cfg, workdir)
     variables = {"params": params}
     family = cfg.model.model
+    proto = protocol_for(protocol, family)
     eval_batches = list(task.eval_batches(cfg, workdir, 0, 1))
-    it = task.train_iter(cfg, workdir, 0, 1)
-    calib = [next(it) for _ in range(num_calib)]
-    forward, inputs = _forward(model, cfg), _inputs_fn(cfg)
+    n = num_calib or proto.num_calib
+    calib = _calibration_batches(task, cfg, workdir, eval_batches, proto.calib_split, n)
+    fmodel = model if protocol == "ours" else _reference_model(cfg, task)
+    forward, inputs = _forward(fmodel, cfg), _inputs_fn(cfg)
+    sets = dict.fromkeys(("paper", "ffn", "layers", proto.headline, *proto.reported))
     row = evaluation.evaluate(
         model,
         variables,
         forward=forward,
-        metric=lambda sums: _metric(cfg, sums),
+        metric=functools.partial(_metric, cfg, per_batch=proto.per_batch_metric),
         eval_batches=eval_batches,
         calib_batches=calib,
-        module_sets={n: models.outlier_modules(family, n) for n in ("paper", "ffn", "layers")},
+        module_sets={s: models.outlier_modules(family, s) for s in sets},
         inputs_fn=inputs,
         valid_fn=_valid_rows,
-        recipes=quant.ablations() if ablations else None,
+        recipes=quant.ablations(base=proto.quant) if ablations else {"W8A8": proto.quant},
+        headline=proto.headline,
+        kurtosis_batches=proto.kurtosis_batches,
+        reported=proto.reported,
     )
     if int8:
         example = {**models.model_inputs(cfg.model, eval_batches[0]), "deterministic": True}
@@ -191,6 +262,8 @@ def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=T
         )
     return {
         "family": family,
+        "protocol": protocol,
+        "num_calib": len(calib),
         **row,
         "attention_mass": _attention_mass(cfg, workdir, variables, eval_batches, inputs),
         "histogram": _last_ffn_histogram(model, variables, family, eval_batches[0], inputs),
@@ -198,11 +271,17 @@ def evaluate(cfg, workdir: str, params=None, *, num_calib: int = 16, ablations=T
 
 
 def table_row(row: dict) -> str:
-    """The paper's table row: FP metric, avg kurtosis, max inf-norm, W8A8 metric."""
+    """The paper's table row: FP metric, avg kurtosis, max inf-norm, W8A8 metric, and the
+    protocol line (which protocol, its reported maxima)."""
     name = row["fp"]["metric_name"]
     head = f"| FP ({name}) | avg kurtosis | max inf-norm | W8A8 ({name}) |"
     cells = (row["fp"]["metric"], row["avg_kurtosis"], row["max_inf_norm"], row["w8a8"]["metric"])
-    return head + "\n|---|---|---|---|\n| " + " | ".join(f"{c:.4g}" for c in cells) + " |"
+    table = head + "\n|---|---|---|---|\n| " + " | ".join(f"{c:.4g}" for c in cells) + " |"
+    maxima = ", ".join(f"{k} {v:.4g}" for k, v in row.get("maxima", {}).items())
+    line = f"protocol: {row.get('protocol', 'ours')}" + (
+        f"; max inf-norm of {maxima}" if maxima else ""
+    )
+    return table + "\n" + line
 
 
 def evaluate_checkpoint(config, workdir: str, **kw) -> dict:
@@ -234,6 +313,7 @@ def run_job(job: dict) -> dict:
         cfg,
         wd,
         state["params"],
+        protocol=job.get("protocol", "official"),
         num_calib=job["num_calib"],
         ablations=job["ablations"],
         int8=job["int8"],

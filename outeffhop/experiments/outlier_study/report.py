@@ -171,6 +171,22 @@ def plot_histograms(family: str, family_rows, variants, path: str) -> None:
     plt.close(fig)
 
 
+PROTOCOL_NOTES = {
+    "official": "the official OutEffHop / Bondarenko et al. code's quantizer sites (Linear "
+    "outputs, residual sums, LayerNorm outputs, attention scores / probabilities / context), "
+    "estimators and batch counts; docs/references.md lists what still differs",
+    "ours": "this project's input-side sites (Dense and LayerNorm inputs, attention scores "
+    "and weights), running min/max on held-out training batches",
+}
+
+
+def protocol_line(rows: list[dict]) -> str:
+    """The report's protocol line: which evaluation protocol the rows were measured with."""
+    names = sorted({r.get("protocol", "ours") for r in rows})
+    notes = "; ".join(f"`{n}`: {PROTOCOL_NOTES.get(n, n)}" for n in names)
+    return f"Evaluation protocol {', '.join(f'`{n}`' for n in names)} ({notes})."
+
+
 def write(rows: list[dict], workdir: str, meta: dict, variants) -> str:
     """Write ``report.md``, ``metrics.json`` and PNGs to ``workdir``; return the report text."""
     os.makedirs(workdir, exist_ok=True)
@@ -185,6 +201,8 @@ def write(rows: list[dict], workdir: str, meta: dict, variants) -> str:
         "(max over modules), W8A8 fake-quantized metric (weights symmetric per tensor, "
         "activations asymmetric, running min/max EMA 0.9 on held-out batches), and the FFN "
         "outputs alone. Lower kurtosis / inf-norm / perplexity is better; higher accuracy.",
+        "",
+        protocol_line(rows),
         "",
     ]
     numbers = {}

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from outeffhop.experiments.outlier_study.jobs import check_variant, job_config
+from outeffhop.experiments.outlier_study.jobs import check_variant, job_config, variant_overrides
 from outeffhop.train import tasks
 
 SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -80,7 +80,8 @@ def jobs_for(config, workdir: str) -> list[dict]:
                         preset=config.preset,
                         variant=variant,
                         seed=seed,
-                        overrides=overrides,
+                        overrides={**overrides, **variant_overrides(config, family, variant)},
+                        protocol=config.get("protocol", "official"),
                         num_calib=config.num_calib,
                         ablations=family in config.ablations,
                         int8=family in config.int8,
