@@ -5,8 +5,10 @@ Run:     python scripts/memory_convergence.py --config configs/memory_convergenc
 Library: outeffhop.experiments.memory.convergence.run(get_config("quick"), workdir)
 Runtime: quick 5 s CPU, cpu 11 s CPU on one core (15 s / 95 s wall on the busy shared box).
 Expect:  the energy never increases along the iteration (max increase <= ~1e-6, float
-         error) for both normalizers; most queries reach a fixed point within a few updates
-         at large beta (one memory wins) and need more at small beta (metastable blends).
+         error) for softmax, Softmax_1 and GSH (alpha 1.5, 2); most queries reach a fixed
+         point within a few updates at large beta (one memory wins) and need more at small
+         beta (metastable blends); at the states that met the tolerance ||grad E|| =
+         ||x - T(x)|| <= sqrt(d) tol (stationary points of E).
 """
 
 import ml_collections
@@ -33,4 +35,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.max_steps = 30 if quick else 100  # updates per trajectory
     c.tol = 1e-5  # fixed point: max|x_{t+1} - x_t| <= tol
     c.energy_atol = 1e-5  # energy increases below this count as float error
+    c.gsh_alphas = (1.5, 2.0)  # GSH (alpha-entmax) runs next to softmax / softmax1
     return a.apply(c)

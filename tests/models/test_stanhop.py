@@ -100,6 +100,32 @@ def test_gsh_hopfield_is_entmax_of_the_softmax_layers_scores():
     np.testing.assert_allclose(xi.sum(-1), 1.0, atol=1e-5)
 
 
+def test_gsh_hopfield_multi_step_is_the_gsh_iteration_on_raw_patterns():
+    """All static, no norms: q = state, k = stored, beta 1; update_steps_max = 2 gives two
+    association-space GSH updates after the first entmax (ops.entmax.gsh_associate)."""
+    from outeffhop.ops import entmax
+
+    kw = dict(stored_pattern_as_static=True, state_pattern_as_static=True,
+              pattern_projection_as_static=True, disable_out_projection=True,
+              normalize_stored_pattern=False, normalize_state_pattern=False,
+              normalize_pattern_projection=False, normalizer="gsh")  # fmt: skip
+    r = jax.random.normal(jax.random.key(0), (2, 3, 4))
+    y = jax.random.normal(jax.random.key(1), (2, 5, 4))
+    one, two = Hopfield(**kw), Hopfield(**kw, update_steps_max=2, update_steps_eps=1e-9)
+    params = one.init(jax.random.key(2), (y, r, y))
+    _, xi1 = one.apply(params, (y, r, y), return_association=True)
+    out, xi2 = two.apply(params, (y, r, y), return_association=True)
+    a = entmax_bisect(jnp.einsum("bld,bsd->bls", r, y), 1.5)
+    chex.assert_trees_all_close(xi1[:, 0], a, atol=1e-6)
+    for _ in range(2):
+        a = entmax_bisect(jnp.einsum("bld,bsd->bls", a @ y, y), 1.5)
+    chex.assert_trees_all_close(xi2[:, 0], a, atol=1e-5)
+    chex.assert_trees_all_close(out, a @ y, atol=1e-5)
+    expected = entmax.gsh_associate(r, y, beta=1.0, alpha=1.5, update_steps_max=2,
+                                    update_steps_eps=1e-9)  # fmt: skip
+    chex.assert_trees_all_close(xi2[:, 0], expected, atol=1e-6)
+
+
 def test_gsh_hopfield_masks():
     x = jax.random.normal(jax.random.key(0), (1, 4, 8))
     layer = _hop("gsh")
@@ -140,8 +166,8 @@ def test_bad_inputs_name_what_is_wrong():
         stanhop.get_config("huge")
     with pytest.raises(ValueError, match="normalizer must be one of .*'entmax'"):
         _hop("entmax")
-    with pytest.raises(ValueError, match="gsh' needs update_steps_max=0"):
-        _hop("gsh", update_steps_max=2)
+    with pytest.raises(ValueError, match="update_steps_max must be a non-negative int"):
+        _hop("gsh", update_steps_max=-1)
     cfg = _micro()
     model = stanhop.build(cfg)
     with pytest.raises(ValueError, match="x must be \\[batch, in_len=10, num_series=3\\]"):

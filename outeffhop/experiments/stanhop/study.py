@@ -45,6 +45,14 @@ def _forward(model):
     return forward
 
 
+def _valid_rows(batch: dict) -> dict:
+    """The batch without its padding rows (weight 0). Outlier rows of STanHop modules are
+    (window, series) or (window, segment) pairs, so a per-window mask cannot be applied to
+    the captured statistics; the padding is dropped from the inputs instead."""
+    keep = np.asarray(batch["weight"]) > 0
+    return batch if keep.all() else {k: np.asarray(v)[keep] for k, v in batch.items()}
+
+
 def _errors(sums: dict) -> dict:
     """MSE and MAE from the summed squared / absolute errors and weights."""
     return {"mse": sums["se"] / sums["w"], "mae": sums["ae"] / sums["w"]}
@@ -87,8 +95,7 @@ def evaluate(cfg, params, test, calib, outlier_batches: int) -> dict:
         calib_batches=calib,
         module_sets={"paper": stanhop.OUTLIER_MODULES["paper"]},
         inputs_fn=lambda b: ((b["x"],), {}),
-        valid_fn=evaluation.weighted_rows,
-        outlier_batches=test[:outlier_batches],
+        outlier_batches=[_valid_rows(b) for b in test[:outlier_batches]],
     )
     paper = row["outliers"]["paper"]
     return {
