@@ -34,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Inverse temperatures; only beta K^2 matters (beta 9 at K = 1 is the theorem's own example
     # beta 1, K 3, where its proviso holds from d = 12 on).
     c.betas = (1.0,) if quick else (1.0, 2.0, 9.0)
-    c.noises = (0.0,) if quick else (0.0, 0.2)  # query noise ||x - xi|| / ||xi||
+    c.noises = (0.0,) if quick else (0.0, 0.2, 0.6)  # query noise ||x - xi|| / ||xi||
     c.max_log2_patterns = 12 if quick else 17  # M = 2, 4, ..., 2^max (stops once all fail)
     c.num_queries = 200 if quick else 1000  # probed stored patterns per (d, M)
     c.update_steps = (0, 4) if not quick else (0,)  # extra updates after the first
