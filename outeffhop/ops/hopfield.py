@@ -18,6 +18,8 @@ reads out a values (default: xi itself, i.e. T applied update_steps_max + 1 time
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -368,9 +370,10 @@ def retrieval_error_bound(
     return eps + a * jnp.exp(-b * (a * a - a * r))
 
 
+@functools.partial(jax.jit, static_argnames="iters")
 def lambert_w0(z, iters: int = 30) -> jax.Array:
     """The upper branch W_0 of the Lambert W function (w e^w = z), for z >= 0, by Halley's
-    iteration from log(1 + z)."""
+    iteration from log(1 + z). Jitted: eagerly, the ``fori_loop`` is traced anew on every call."""
     z = jnp.asarray(z, jnp.float32)
     w = jnp.log1p(z)
 
