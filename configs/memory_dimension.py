@@ -1,6 +1,6 @@
 """Capacity vs dimension of softmax and Softmax_1 Hopfield retrieval, with the bounds' checks.
 
-Run:     python scripts/memory_dimension.py --config configs/memory_dimension.py:quick \
+Run:     python scripts/run.py --config configs/memory_dimension.py:quick \
              --workdir runs/memory_dimension
 Library: outeffhop.experiments.memory.dimension.run(get_config("quick"), workdir)
 Runtime: quick ~30 s; cpu 20.7 min wall, 380 s CPU under nice -n 19 on the shared 2-core box
@@ -30,6 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset = a.preset
     quick = preset == "quick"
     c = ml_collections.ConfigDict()
+    c.experiment = "outeffhop.experiments.memory.dimension"  # run by scripts/run.py
     c.preset = preset  # name of this preset, recorded in the report
     c.seed = 0  # seeds the patterns, the probed targets and the noise
     c.dims = (4, 6, 8, 10, 12) if quick else tuple(range(4, 17))  # pattern sizes d

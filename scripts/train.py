@@ -3,7 +3,11 @@
 Override any field with --config.a.b=v (e.g. --config.model.attention.normalizer=softmax1).
 Re-running with the same --workdir resumes from its newest checkpoint. Multi-host: set
 --config.distributed.enabled=True or OUTEFFHOP_DISTRIBUTED=1 (see scripts/launch_*.sh).
-Exit status: 0 done, 1 bad config or checkpoint, 2 non-finite loss.
+--config.dry_run=True compiles the train step for the mesh from shapes only (no data, no
+training), prints per-device memory, FLOPs and collectives, writes WORKDIR/dry_run.json
+(outeffhop.train.dry_run; docs/scaling.md) and checks --config.dry_run_device_gib.
+Exit status: 0 done (or fits), 1 bad config or checkpoint, 2 non-finite loss, 3 the dry
+run does not fit the device memory.
 """
 
 import sys
@@ -22,12 +26,18 @@ def main():
     flags.mark_flags_as_required(["config", "workdir"])
 
     def run(argv):
-        del argv
+        cli.refuse_extra_args(argv)
         cli.quiet_logs(flags.FLAGS.verbosity)  # orbax logs every save at INFO
         from outeffhop.train import NonFiniteLossError, train_and_evaluate
 
         try:
-            train_and_evaluate(config.value, workdir.value)
+            cfg = cli.config_value(config)
+            if cfg.get("dry_run", False):
+                from outeffhop.train import dry_run
+
+                fits = dry_run.plan(cfg, workdir.value)["_extra"]["fits"]
+                sys.exit(0 if fits else 3)
+            train_and_evaluate(cfg, workdir.value)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
@@ -36,7 +46,7 @@ def main():
             sys.exit(2)
         print(cli.results_line(workdir.value), flush=True)
 
-    app.run(run)
+    app.run(run, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from outeffhop.models import partitioning as pt
 from outeffhop.models.blocks import (
     ACTIVATIONS,
-    TransformerLayer,
     check_length,
     dense,
     dtypes,
     embed,
     layer_norm,
+    layer_stack,
 )
 from outeffhop.models.presets import check_config
 from outeffhop.nn.attention import partitioned
@@ -52,7 +53,8 @@ class Bert(nn.Module):
     """input_ids [B, L] (+ attention_mask, token_type_ids [B, L]) -> MLM logits [B, L, V].
 
     Embeddings (word + position + token type, LayerNorm, dropout), ``num_layers`` post-LN
-    layers ``layer_{i}``, and the MLM head: mlm_dense -> GELU -> mlm_ln -> tied decoder + bias.
+    layers ``layer_{i}`` (``blocks.layer_stack``: remat, scan), and the MLM head:
+    mlm_dense -> GELU -> mlm_ln -> tied decoder + bias.
     With ``masked_positions`` int [B, K] the head runs only on the hidden states at those
     positions (as Google's BERT does) and the logits are [B, K, V]: row b, slot k is position
     ``masked_positions[b, k]``.
@@ -92,9 +94,7 @@ class Bert(nn.Module):
             x = x + types(token_type_ids)
         x = layer_norm("embeddings_ln", cfg)(x)
         x = Dropout(cfg.hidden_dropout, masks=config_masks(cfg))(x, deterministic=deterministic)
-        for i in range(cfg.num_layers):
-            layer = TransformerLayer(cfg, pre_ln=False, name=f"layer_{i}")
-            x = layer(x, attention_mask, deterministic=deterministic)
+        x = layer_stack(self, x, attention_mask, pre_ln=False, deterministic=deterministic)
         if masked_positions is not None:
             x = gather_positions(x, masked_positions)
         x = ACTIVATIONS[cfg.activation](
@@ -107,7 +107,7 @@ class Bert(nn.Module):
             (cfg.vocab_size,),
             dtypes(cfg)["param_dtype"],
         )
-        return word.attend(x) + bias.astype(x.dtype)
+        return pt.constrain(word.attend(x) + bias.astype(x.dtype), pt.LOGITS)
 
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")

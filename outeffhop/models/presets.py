@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 
-from outeffhop.models.blocks import ACTIVATIONS
+from outeffhop.models.blocks import ACTIVATIONS, check_stack_config
 from outeffhop.nn.attention import attention_config, check_attention_config
 from outeffhop.nn.dropout import MASKS, config_masks
 
 TRANSFORMERS = ("bert", "opt", "vit")
 OBJECTIVES = {"bert": "mlm", "opt": "causal_lm", "vit": "classification"}
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")  # float64 needs jax_enable_x64
 
 
 def _base(model: str, **sizes) -> ml_collections.ConfigDict:
@@ -28,10 +29,14 @@ def _base(model: str, **sizes) -> ml_collections.ConfigDict:
     cfg.dropout_masks = "hash"  # hash (keyed index hash, fast) | bernoulli (= nn.Dropout's)
     cfg.dtype = "float32"  # compute dtype: float32 | bfloat16 | float16
     cfg.param_dtype = "float32"  # parameter dtype
+    cfg.remat = "none"  # none | block | a jax.checkpoint_policies name (blocks.REMAT)
+    cfg.scan_layers = False  # nn.scan over the layers: params stacked as layers/... [N, ...]
     cfg.attention = attention_config(**_ATTENTION_DEFAULTS[model])  # normalizer, gate, sink
     if model in ("bert", "opt"):
         cfg.vocab_size = sizes["vocab_size"]  # token vocabulary V (set it to the tokenizer's)
         cfg.max_len = sizes["max_len"]  # position table length: longest sequence accepted
+    if model == "opt":
+        cfg.position_offset = 0  # table rows before position 0 (HF OPT checkpoints: 2)
     if model == "bert":
         cfg.type_vocab_size = 2  # token type (segment A/B) table; 0 = none
     if model == "vit":
@@ -72,6 +77,31 @@ _PRESETS = {
             d_model=768,
             num_heads=12,
             d_ff=3072,
+            vocab_size=50272,
+            max_len=2048,
+            hidden_dropout=0.1,
+        ),
+    ),
+    # OPT-1.3B / 6.7B sizes (Zhang et al. 2022, table 1), for the mesh and dry-run presets.
+    "opt-1.3b": (
+        "opt",
+        dict(
+            num_layers=24,
+            d_model=2048,
+            num_heads=32,
+            d_ff=8192,
+            vocab_size=50272,
+            max_len=2048,
+            hidden_dropout=0.1,
+        ),
+    ),
+    "opt-6.7b": (
+        "opt",
+        dict(
+            num_layers=32,
+            d_model=4096,
+            num_heads=32,
+            d_ff=16384,
             vocab_size=50272,
             max_len=2048,
             hidden_dropout=0.1,
@@ -144,6 +174,10 @@ def check_config(cfg) -> None:
     for name in ("dtype", "param_dtype"):
         if cfg[name] not in DTYPES:
             raise ValueError(f"{name} must be one of {', '.join(DTYPES)}; got {cfg[name]!r}.")
+        if cfg[name] == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError(
+                f"{name} float64 needs jax_enable_x64 (e.g. `with jax.enable_x64():`)."
+            )
     for name in ("hidden_dropout", "attention_dropout"):
         if not 0.0 <= cfg[name] < 1.0:
             raise ValueError(f"{name} must lie in [0, 1); got {cfg[name]}.")
@@ -153,6 +187,9 @@ def check_config(cfg) -> None:
         )
     if cfg.model in ("bert", "opt"):
         _positive(cfg, "vocab_size", "max_len")
+    offset = cfg.get("position_offset", 0)
+    if not (isinstance(offset, int) and offset >= 0):
+        raise ValueError(f"position_offset must be a non-negative integer; got {offset!r}.")
     if cfg.model == "vit":
         _positive(cfg, "image_size", "patch_size", "num_channels", "num_classes")
         if cfg.image_size % cfg.patch_size:
@@ -160,4 +197,5 @@ def check_config(cfg) -> None:
                 f"image_size must be divisible by patch_size; got {cfg.image_size} "
                 f"and {cfg.patch_size}."
             )
+    check_stack_config(cfg)
     check_attention_config(cfg.attention, cfg.d_model // cfg.num_heads)

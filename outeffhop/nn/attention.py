@@ -9,9 +9,12 @@ import math
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
+from absl import logging
 
+from outeffhop.nn.constraints import HEADS, constrain
 from outeffhop.nn.dense import dense_dot_general
 from outeffhop.nn.dropout import Dropout
 from outeffhop.ops import attention as attn
@@ -19,7 +22,7 @@ from outeffhop.ops import softmax as sm
 
 NORMALIZERS = (*sm.NORMALIZERS, "sink")
 GATES = ("none", "unconditional_per_head", "conditional_per_head", "conditional_per_token")
-IMPLEMENTATIONS = (None, "fused", "reference")
+IMPLEMENTATIONS = (None, "fused", "cudnn", "xla", "reference")
 INIT_STD = 0.02
 
 
@@ -33,7 +36,8 @@ def attention_config(**overrides) -> ml_collections.ConfigDict:
     cfg.gate = "none"  # none | unconditional_per_head | conditional_per_head | ..._per_token
     cfg.gate_mlp = False  # gate net: False = Linear(Dh, 1); True = Dh -> Dh//4 -> 1, ReLU
     cfg.gate_init = 0.5  # sigmoid(gate) at init: the gate bias starts at logit(gate_init)
-    cfg.implementation = ml_collections.FieldReference(None, field_type=str)  # fused|reference
+    # None (backend default) | fused (cuDNN where it can, else XLA) | cudnn | xla | reference
+    cfg.implementation = ml_collections.FieldReference(None, field_type=str)
     cfg.update(overrides)
     return cfg
 
@@ -50,13 +54,13 @@ def check_attention_config(cfg, head_dim: int) -> None:
         raise ValueError(f"attention.gate_init must lie in (0, 1); got {cfg.gate_init}.")
     if cfg.implementation not in IMPLEMENTATIONS:
         raise ValueError(
-            f"attention.implementation must be None, 'fused' or 'reference'; "
+            "attention.implementation must be None, 'fused', 'cudnn', 'xla' or 'reference'; "
             f"got {cfg.implementation!r}."
         )
-    if cfg.implementation == "fused" and cfg.normalizer.startswith("clipped"):
+    if cfg.implementation in ("fused", "cudnn", "xla") and cfg.normalizer.startswith("clipped"):
         raise ValueError(
-            "attention.implementation='fused' supports softmax, softmax1 and sink; "
-            f"got normalizer {cfg.normalizer!r}."
+            f"attention.implementation={cfg.implementation!r} supports softmax, softmax1 and "
+            f"sink; got normalizer {cfg.normalizer!r}."
         )
     if cfg.normalizer.startswith("clipped"):
         if cfg.alpha is None and cfg.gamma is None:
@@ -166,14 +170,45 @@ class AttentionProbe(nn.Module):
         return x
 
 
+def attention_path(cfg, *, dtype, head_dim, length, has_mask, dropout, backend=None):
+    """(path, reason) of one attention layer: "reference" (explicit weights), "xla" or "cudnn".
+
+    Explicit weights when attention dropout is active (jax.nn.dot_product_attention has no
+    dropout; the weights must exist to be dropped), for the clipped normalizers, for
+    ``implementation='reference'``, and by default on CPU (measured faster there). Otherwise
+    the fused kernel: cuDNN where ``ops.attention.fused_kernel`` allows it, XLA's otherwise;
+    the learned sink always takes XLA's (its bias gradient). ``cfg.implementation`` 'cudnn'
+    or 'xla' forces that kernel (ValueError when cuDNN cannot take the inputs).
+    """
+    backend = jax.default_backend() if backend is None else backend
+    normalizer = "softmax1" if cfg.normalizer == "sink" else cfg.normalizer
+    if dropout:
+        return "reference", "attention dropout needs explicit weights"
+    impl = cfg.implementation
+    if impl is None and backend == "cpu":
+        return "reference", "CPU default (explicit weights measured faster)"
+    if impl == "reference" or normalizer not in attn.FUSED_NORMALIZERS:
+        return "reference", f"implementation={impl!r}, normalizer {cfg.normalizer}"
+    if cfg.normalizer == "sink" and impl != "cudnn":
+        return "xla", "XLA attention (learned sink: a bias with a gradient)"
+    if impl == "xla":
+        return "xla", "XLA attention (implementation='xla')"
+    kernel, reason = attn.fused_kernel(
+        dtype, head_dim, length, length, has_mask, normalizer, backend=backend
+    )
+    if impl == "cudnn" and kernel != "cudnn":
+        raise ValueError(f"attention.implementation='cudnn' cannot run here: {reason}.")
+    return kernel, reason
+
+
 class MultiHeadAttention(nn.Module):
     """Self-attention: query/key/value -> normalizer -> dropout -> gate -> out_proj.
 
     Submodules: ``query``, ``key``, ``value``, ``scores`` and ``weights`` (AttentionProbe, on
     the explicit-weights path), ``gate`` (if any), ``out_proj``; parameter
-    ``sink`` [H] (normalizer sink, init 0). Attention dropout needs explicit weights; without
-    it the path is ``attention.implementation`` (None = ``default_implementation`` of the
-    backend: fused kernels on GPU/TPU for softmax, softmax1 and sink, explicit on CPU).
+    ``sink`` [H] (normalizer sink, init 0). ``attention_path`` picks the path (logged at
+    INFO once per trace, with the layer's module path): explicit weights, or the fused
+    cuDNN / XLA kernels of ``jax.nn.dot_product_attention``.
     """
 
     num_heads: int
@@ -189,52 +224,35 @@ class MultiHeadAttention(nn.Module):
         b, length, d = x.shape
         h = self.num_heads
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        kernel = nn.initializers.normal(INIT_STD)
-        proj = dict(
-            dot_general=dense_dot_general,
-            kernel_init=partitioned(kernel, ("embed", "joined_kv")),
-            bias_init=partitioned(nn.initializers.zeros, ("joined_kv",)),
-            **dense,
-        )
-        q, k, v = (
-            nn.Dense(d, name=name, **proj)(x).reshape(b, length, h, d // h)
-            for name in ("query", "key", "value")
-        )
+        q, k, v = self._project(x)
         if mask is None and mask_BL is not None:
             mask = mask_BL.astype(bool)[:, None, None, :]
-        gamma, zeta = clip_range(cfg, length)
         sink = None
         if cfg.normalizer == "sink":
             sink = self.param(
                 "sink", partitioned(nn.initializers.zeros, ("heads",)), (h,), self.param_dtype
             )
-        # sink runs where softmax1 would: fused kernel or explicit weights (the CPU default).
-        impl = cfg.implementation or attn.default_implementation(
-            "softmax1" if sink is not None else cfg.normalizer
+        path, reason = attention_path(
+            cfg,
+            dtype=q.dtype,
+            head_dim=d // h,
+            length=length,
+            has_mask=mask is not None,
+            dropout=self.dropout_rate > 0 and not deterministic,
         )
-        if (self.dropout_rate > 0 and not deterministic) or impl == "reference":
-            logits = AttentionProbe(name="scores")(attn.attention_logits(q, k))
-            if sink is not None:
-                w = attn.sink_normalize(logits, sink, mask=mask, is_causal=is_causal)
-            else:
-                w = attn.normalize_logits(
-                    logits,
-                    normalizer=cfg.normalizer,
-                    mask=mask,
-                    is_causal=is_causal,
-                    gamma=gamma,
-                    zeta=zeta,
-                )
-            w = AttentionProbe(name="weights")(w.astype(q.dtype))
-            w = Dropout(self.dropout_rate, masks=self.dropout_masks)(w, deterministic=deterministic)
-            ctx = jnp.einsum("bhts,bshd->bthd", w.astype(v.dtype), v)
+        logging.info("attention %s: %s path (%s)", "/".join(self.path), path, reason)
+        if path == "reference":
+            ctx = self._explicit(q, k, v, sink, mask, is_causal, deterministic)
         elif sink is not None:
-            ctx = attn.sink_attention(q, k, v, sink, mask=mask, is_causal=is_causal)
+            ctx = attn.sink_attention(
+                q, k, v, sink, mask=mask, is_causal=is_causal, implementation=path
+            )
         else:
             ctx = attn.dot_product_attention(
                 q, k, v, normalizer=cfg.normalizer, mask=mask, is_causal=is_causal,
-                implementation="fused",
+                implementation=path,
             )  # fmt: skip
+        ctx = constrain(ctx, HEADS)
         if cfg.gate != "none":
             visible = attn.combine_mask(mask, is_causal, length, length)
             if visible is not None:
@@ -246,9 +264,46 @@ class MultiHeadAttention(nn.Module):
         out = nn.Dense(
             d,
             name="out_proj",
-            kernel_init=partitioned(kernel, ("joined_kv", "embed")),
+            kernel_init=partitioned(nn.initializers.normal(INIT_STD), ("joined_kv", "embed")),
             bias_init=partitioned(nn.initializers.zeros, ("embed",)),
             dot_general=dense_dot_general,
             **dense,
         )
         return out(ctx.reshape(b, length, d))
+
+    def _project(self, x):
+        """q, k, v [B, L, H, Dh] (column-parallel: ``joined_kv`` splits over heads)."""
+        b, length, d = x.shape
+        proj = dict(
+            dot_general=dense_dot_general,
+            kernel_init=partitioned(nn.initializers.normal(INIT_STD), ("embed", "joined_kv")),
+            bias_init=partitioned(nn.initializers.zeros, ("joined_kv",)),
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        return tuple(
+            constrain(
+                nn.Dense(d, name=name, **proj)(x).reshape(b, length, self.num_heads, -1), HEADS
+            )
+            for name in ("query", "key", "value")
+        )
+
+    def _explicit(self, q, k, v, sink, mask, is_causal, deterministic):
+        """Context [B, L, H, Dh] from explicit weights: probes, normalizer, dropout."""
+        cfg = self.config
+        gamma, zeta = clip_range(cfg, q.shape[1])
+        logits = AttentionProbe(name="scores")(attn.attention_logits(q, k))
+        if sink is not None:
+            w = attn.sink_normalize(logits, sink, mask=mask, is_causal=is_causal)
+        else:
+            w = attn.normalize_logits(
+                logits,
+                normalizer=cfg.normalizer,
+                mask=mask,
+                is_causal=is_causal,
+                gamma=gamma,
+                zeta=zeta,
+            )
+        w = AttentionProbe(name="weights")(w.astype(q.dtype))
+        w = Dropout(self.dropout_rate, masks=self.dropout_masks)(w, deterministic=deterministic)
+        return jnp.einsum("bhts,bshd->bthd", w.astype(v.dtype), v)

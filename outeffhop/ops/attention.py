@@ -1,16 +1,20 @@
-"""Dot-product attention with a pluggable normalizer, a fused and a reference path.
+"""Dot-product attention with a pluggable normalizer, fused kernels and a reference path.
 
 Arrays follow ``jax.nn.dot_product_attention``: q [B, T, H, D], k and v [B, S, H, D];
 ``mask`` is boolean, broadcastable to [B, H, T, S] (True = attend). ``is_causal`` lets
 query i see keys j <= i (top-left aligned, as in jax).
 
 Softmax_1 attention equals softmax attention with one extra key whose logit is 0 and
-whose value is 0. The fused path uses that: it prepends a zero key and value at
-position 0 and hands the rest to ``jax.nn.dot_product_attention`` (cuDNN / XLA kernels).
-The causal mask then becomes a local window (T, 1) so every query sees the zero key.
+whose value is 0. The fused paths use that: they prepend a zero key and value at position
+0 and hand the rest to ``jax.nn.dot_product_attention`` with ``implementation="cudnn"``
+(cuDNN flash attention: GPU, fp16/bf16) or ``"xla"``. Causal without a mask prepends a
+dummy query too, so the kernel's own (square, top-left) causal mask lets real query i see
+the zero key and keys <= i; with a mask the causal part is folded into it.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +22,8 @@ import jax.numpy as jnp
 from outeffhop.ops import softmax as sm
 
 FUSED_NORMALIZERS = ("softmax", "softmax1")
-IMPLEMENTATIONS = ("fused", "reference")
+KERNELS = ("cudnn", "xla")  # jax.nn.dot_product_attention(implementation=...)
+IMPLEMENTATIONS = ("fused", *KERNELS, "reference")  # fused = cuDNN where it can, else XLA
 
 
 def _check_qk(q, k, normalizer):
@@ -108,27 +113,89 @@ def attention_weights(
     return w.astype(q.dtype)
 
 
-def _fused(q, k, v, normalizer, mask, is_causal, scale):
+def _zero_key(k, v, n=1):
+    """k and v with ``n`` zero keys/values prepended along S."""
+    zero = jnp.zeros((k.shape[0], n, *k.shape[2:]), k.dtype)
+    return jnp.concatenate([zero, k], axis=1), jnp.concatenate([zero, v], axis=1)
+
+
+def softmax1_inputs(q, k, v, mask, is_causal, even=False):
+    """(q1, k1, v1, mask1, is_causal1, first): softmax attention of these, rows ``first:``,
+    is Softmax_1 attention of the inputs (the zero-key trick; module docstring).
+
+    ``even`` pads S (and, with a mask, T) to even lengths with masked keys / extra queries:
+    cuDNN's bias (mask) path needs even lengths in training.
+    """
+    b, t, h, d = q.shape
+    s = k.shape[1]
+    if mask is None and not is_causal:
+        return (q, *_zero_key(k, v), None, False, 0)
+    if mask is None:  # dummy query 0 + zero key 0: the square causal mask is the right one
+        q1 = jnp.concatenate([jnp.zeros((b, 1, h, d), q.dtype), q], axis=1)
+        return (q1, *_zero_key(k, v), None, True, 1)
+    mask = combine_mask(mask, is_causal, t, s)
+    mask = jnp.broadcast_to(mask, mask.shape[:-1] + (s,))
+    pad_s = int(even and (s + 1) % 2)
+    k1, v1 = _zero_key(k, v)
+    if pad_s:  # a masked key at the end
+        k1, v1 = (jnp.concatenate([a, jnp.zeros((b, 1, h, d), a.dtype)], axis=1) for a in (k1, v1))
+    ones = jnp.ones(mask.shape[:-1] + (1,), bool)
+    mask1 = jnp.concatenate([ones, mask, jnp.zeros(mask.shape[:-1] + (pad_s,), bool)], axis=-1)
+    if even and t % 2:  # an extra query whose output is dropped
+        q = jnp.concatenate([q, jnp.zeros((b, 1, h, d), q.dtype)], axis=1)
+        if mask1.shape[2] != 1:
+            mask1 = jnp.concatenate([mask1, mask1[:, :, -1:]], axis=2)
+    return q, k1, v1, mask1, False, 0
+
+
+def cudnn_unsupported(dtype, head_dim: int, t: int, s: int, has_mask: bool, backend=None):
+    """Why cuDNN flash attention cannot take these inputs, or None when it can.
+
+    Mirrors jax's checks (jax._src.cudnn.fused_attention_stablehlo): a GPU, fp16/bf16,
+    head dim a multiple of 8 and <= 128 (256 from compute capability 9.0), and even T and
+    S when a mask (a bias to cuDNN) takes part in training. ``t``, ``s`` are the lengths
+    the kernel sees (after ``softmax1_inputs``).
+    """
+    backend = jax.default_backend() if backend is None else backend
+    if backend != "gpu":
+        return f"backend is {backend}, cuDNN needs gpu"
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
+        return f"dtype {jnp.dtype(dtype).name}, cuDNN needs float16 or bfloat16"
+    cc = getattr(jax.devices()[0], "compute_capability", "0")
+    h_max = 256 if float(cc) >= 9.0 else 128
+    if head_dim % 8 or head_dim > h_max:
+        return f"head dim {head_dim}, cuDNN needs a multiple of 8 <= {h_max}"
+    if has_mask and (t % 2 or s % 2):
+        return f"lengths T={t} S={s} with a mask, cuDNN needs even lengths"
+    return None
+
+
+def fused_kernel(dtype, head_dim, t, s, has_mask, normalizer="softmax", backend=None):
+    """("cudnn" | "xla", reason): the kernel the fused path runs for these inputs."""
+    if normalizer == "softmax1" and has_mask:
+        t, s = t + t % 2, s + 1 + (s + 1) % 2  # softmax1_inputs(even=True)
+    elif normalizer == "softmax1":
+        t, s = t + 1, s + 1
+    why = cudnn_unsupported(dtype, head_dim, t, s, has_mask, backend)
+    if why is None:
+        return "cudnn", "cuDNN flash attention"
+    return "xla", f"XLA attention ({why})"
+
+
+def _fused(q, k, v, normalizer, mask, is_causal, scale, kernel):
     if q.dtype == jnp.float16 and jax.default_backend() == "cpu":
         # jax's attention asks for F16_F16_F32 dots, which its CPU backward rejects.
         up = (a.astype(jnp.float32) for a in (q, k, v))
-        return _fused(*up, normalizer, mask, is_causal, scale).astype(jnp.float16)
+        return _fused(*up, normalizer, mask, is_causal, scale, kernel).astype(jnp.float16)
     b, t, h, d = q.shape
     s = k.shape[1]
-    if normalizer == "softmax":
-        out = jax.nn.dot_product_attention(q, k, v, scale=scale, mask=mask, is_causal=is_causal)
-    else:
-        zero = jnp.zeros((b, 1, h, d), k.dtype)
-        k1, v1 = jnp.concatenate([zero, k], axis=1), jnp.concatenate([zero, v], axis=1)
-        if mask is None:
-            # Window (T, 1) around query i covers keys 0..i+1: the zero key and keys <= i.
-            window = (t, 1) if is_causal else None
-            return jax.nn.dot_product_attention(q, k1, v1, scale=scale, local_window_size=window)
-        mask = combine_mask(mask, is_causal, t, s)
-        mask = jnp.broadcast_to(mask, mask.shape[:-1] + (s,))
-        ones = jnp.ones(mask.shape[:-1] + (1,), bool)
-        mask1 = jnp.concatenate([ones, mask], axis=-1)
-        return jax.nn.dot_product_attention(q, k1, v1, scale=scale, mask=mask1)
+    sdpa = functools.partial(jax.nn.dot_product_attention, scale=scale, implementation=kernel)
+    if normalizer == "softmax1":
+        q1, k1, v1, mask1, causal1, first = softmax1_inputs(
+            q, k, v, mask, is_causal, even=kernel == "cudnn"
+        )
+        return sdpa(q1, k1, v1, mask=mask1, is_causal=causal1)[:, first : first + t]
+    out = sdpa(q, k, v, mask=mask, is_causal=is_causal)
     if mask is None:
         return out
     # jax gives a fully masked row the mean of v; the reference (and softmax1) give 0.
@@ -141,7 +208,7 @@ def default_implementation(normalizer: str) -> str:
 
     On CPU, jax's XLA attention (grouped-head vmap) ran about 2x slower than the explicit
     einsum path for fwd+bwd at B=8 L=512 H=8 D=64, so CPU uses "reference". Elsewhere the
-    fused path is the default: it is the one that reaches cuDNN / TPU kernels.
+    fused path is the default: cuDNN where ``fused_kernel`` allows it, XLA otherwise.
     """
     if normalizer not in FUSED_NORMALIZERS or jax.default_backend() == "cpu":
         return "reference"
@@ -164,8 +231,10 @@ def dot_product_attention(
     """Attention N(scale * q k^T) v, output [B, T, H, D].
 
     ``normalizer``: softmax, softmax1, clipped or clipped_softmax1 (the clipped ones need
-    ``gamma`` and ``zeta``). ``implementation``: "fused" (softmax and softmax1 only),
-    "reference" (explicit weights), or None for ``default_implementation(normalizer)``.
+    ``gamma`` and ``zeta``). ``implementation``: "fused" (softmax and softmax1 only: the
+    ``fused_kernel`` for the inputs), "cudnn" or "xla" (that ``jax.nn.dot_product_attention``
+    implementation), "reference" (explicit weights), or None for
+    ``default_implementation(normalizer)``.
     q, k and v are promoted to one dtype, which the output has. Both paths agree
     everywhere; a query with every key masked gets a zero output (and zero gradients).
     """
@@ -174,11 +243,13 @@ def dot_product_attention(
     _check_v(k, v)
     if implementation is not None and implementation not in IMPLEMENTATIONS:
         raise ValueError(
-            f"implementation must be one of fused, reference or None; got {implementation!r}."
+            "implementation must be one of fused, cudnn, xla, reference or None; "
+            f"got {implementation!r}."
         )
-    if implementation == "fused" and normalizer not in FUSED_NORMALIZERS:
+    if implementation in ("fused", *KERNELS) and normalizer not in FUSED_NORMALIZERS:
         raise ValueError(
-            f"implementation='fused' supports normalizer softmax or softmax1; got {normalizer!r}."
+            f"implementation={implementation!r} supports normalizer softmax or softmax1; "
+            f"got {normalizer!r}."
         )
     dtype = jnp.result_type(q, k, v)
     if not jnp.issubdtype(dtype, jnp.floating):
@@ -191,7 +262,9 @@ def dot_product_attention(
     if implementation is None:
         implementation = default_implementation(normalizer)
     if implementation == "fused":
-        return _fused(q, k, v, normalizer, mask, is_causal, scale)
+        implementation = fused_kernel(dtype, q.shape[-1], t, s, mask is not None, normalizer)[0]
+    if implementation in KERNELS:
+        return _fused(q, k, v, normalizer, mask, is_causal, scale, implementation)
     w = attention_weights(
         q,
         k,
@@ -229,11 +302,16 @@ def sink_weights(q, k, sink_H, *, mask=None, is_causal=False, scale=None) -> jax
     return sink_normalize(logits, sink_H, mask=mask, is_causal=is_causal).astype(q.dtype)
 
 
-def sink_attention(q, k, v, sink_H, *, mask=None, is_causal=False, scale=None) -> jax.Array:
+def sink_attention(
+    q, k, v, sink_H, *, mask=None, is_causal=False, scale=None, implementation="xla"
+) -> jax.Array:
     """Fused sink attention [B, T, H, Dh]: a zero key/value at position 0 with bias s_h.
 
-    Same value as ``sink_weights(...) @ v``; runs through ``jax.nn.dot_product_attention``.
+    Same value as ``sink_weights(...) @ v``; runs through ``jax.nn.dot_product_attention``
+    with ``implementation`` (the learned sink is a bias that needs its gradient: XLA's path
+    by default, cuDNN's bias gradient has layout limits this project does not test).
     """
+    sdpa = functools.partial(jax.nn.dot_product_attention, implementation=implementation)
     b, t, h, d = q.shape
     s = k.shape[1]
     scale = d**-0.5 if scale is None else scale
@@ -243,11 +321,11 @@ def sink_attention(q, k, v, sink_H, *, mask=None, is_causal=False, scale=None) -
     sink = jnp.broadcast_to(sink_H.astype(q.dtype)[None, :, None, None], (1, h, t, 1))
     bias = jnp.concatenate([sink, jnp.zeros((1, h, t, s), q.dtype)], axis=-1)
     if mask is None and not is_causal:
-        return jax.nn.dot_product_attention(q, k1, v1, bias=bias, scale=scale)
+        return sdpa(q, k1, v1, bias=bias, scale=scale)
     if mask is None:
         mask = jnp.ones((1, 1, t, s), bool)
     mask = combine_mask(mask, is_causal, t, s)
     mask = jnp.broadcast_to(mask, jnp.broadcast_shapes(mask.shape, (1, 1, t, s)))
     ones = jnp.ones(mask.shape[:-1] + (1,), bool)
     mask = jnp.concatenate([ones, mask], axis=-1)
-    return jax.nn.dot_product_attention(q, k1, v1, bias=bias, mask=mask, scale=scale)
+    return sdpa(q, k1, v1, bias=bias, mask=mask, scale=scale)

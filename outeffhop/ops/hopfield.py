@@ -50,8 +50,15 @@ def _check(states, stored, beta, normalizer, allowed=sm.NORMALIZERS):
             f"states and stored must share the pattern size d; got {states.shape[-1]} and "
             f"{stored.shape[-1]}."
         )
-    if _concrete_any(jnp.asarray(beta) <= 0):
-        raise ValueError(f"beta must be a positive scalar (or one per leading index); got {beta}.")
+    if stored.shape[-2] == 0:
+        raise ValueError(
+            f"stored must hold at least one pattern (shape [..., S, d] with S >= 1); got "
+            f"shape {stored.shape}."
+        )
+    if _concrete_any(~(jnp.asarray(beta) > 0) | ~jnp.isfinite(jnp.asarray(beta))):
+        raise ValueError(
+            f"beta must be a positive scalar (finite; or one per leading index); got {beta}."
+        )
     dtype = jnp.result_type(states, stored)
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.dtype(jnp.float32)

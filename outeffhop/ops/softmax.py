@@ -42,9 +42,24 @@ def _upcast(x: jax.Array) -> tuple[jax.Array, jnp.dtype]:
     return x, dtype
 
 
-def _prepare(x, where):
+def _check_axis(x, axis) -> None:
+    """ValueError unless ``x`` has a non-empty ``axis`` to normalize over."""
+    if x.ndim == 0:
+        raise ValueError("x must have an axis to normalize over; got a 0-d array (try x[None]).")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(
+            f"axis must be in [-{x.ndim}, {x.ndim}) for x of shape {x.shape}; got {axis}."
+        )
+    if x.shape[axis] == 0:
+        raise ValueError(
+            f"x has no entries along axis {axis} (shape {x.shape}): nothing to normalize."
+        )
+
+
+def _prepare(x, where, axis):
     """Upcasts ``x`` and sets entries where ``where`` is False to -inf."""
     x, dtype = _upcast(x)
+    _check_axis(x, axis)
     if where is not None:
         where = jnp.asarray(where)
         try:
@@ -105,7 +120,7 @@ def _lse_jvp(axis, one, primals, tangents):
 
 def softmax(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
     """softmax(x)_i = exp(x_i) / sum_j exp(x_j); a fully masked row gives zeros."""
-    x, dtype = _prepare(x, where)
+    x, dtype = _prepare(x, where, axis)
     return _normalized(x, axis, False).astype(dtype)
 
 
@@ -119,19 +134,19 @@ def softmax_1(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> j
     exponentiates a large positive number, so very negative, +-1e4 or fully masked rows
     stay finite (masked rows give 0). The backward pass uses y only (custom JVP).
     """
-    x, dtype = _prepare(x, where)
+    x, dtype = _prepare(x, where, axis)
     return _normalized(x, axis, True).astype(dtype)
 
 
 def lse_1(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
     """lse_1(x) = log(1 + sum_j exp(x_j)), reduced over ``axis``; its gradient is Softmax_1."""
-    x, dtype = _prepare(x, where)
+    x, dtype = _prepare(x, where, axis)
     return _lse(x, axis, True).astype(dtype)
 
 
 def logsumexp(x: jax.Array, axis: int = -1, where: jax.Array | None = None) -> jax.Array:
     """log(sum_j exp(x_j)) over ``axis``; -inf (zero gradient) for a fully masked row."""
-    x, dtype = _prepare(x, where)
+    x, dtype = _prepare(x, where, axis)
     return _lse(x, axis, False).astype(dtype)
 
 

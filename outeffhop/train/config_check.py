@@ -8,7 +8,7 @@ from numbers import Number
 from absl import logging
 
 from outeffhop.nn.attention import uniform_clipped_from
-from outeffhop.train import optim, sharding
+from outeffhop.train import init_from, optim, sharding
 
 POSITIVE = ("batch_size", "grad_accum_steps", "num_steps", "log_every")
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg", "philox4x32")
@@ -38,8 +38,11 @@ def _number(cfg, field):
     return value
 
 
-def validate(cfg, task, *, num_devices: int, process_count: int = 1) -> None:
-    """Raise ValueError naming the first bad field of ``cfg`` for ``task`` on this topology."""
+def validate(cfg, task, *, num_devices: int, process_count: int = 1, mesh_shape=None) -> None:
+    """Raise ValueError naming the first bad field of ``cfg`` for ``task`` on this topology.
+
+    ``mesh_shape`` (data, model): default ``sharding.mesh_shape`` of ``config.mesh``.
+    """
     for field in POSITIVE + tuple(task.positive_fields) + ("max_to_keep",):
         if _number(cfg, field) <= 0:
             raise ValueError(f"config.{field} must be > 0; got {get_field(cfg, field)!r}.")
@@ -64,11 +67,13 @@ def validate(cfg, task, *, num_devices: int, process_count: int = 1) -> None:
         )
     if cfg.parallelism not in sharding.PARALLELISM:
         raise ValueError(f"config.parallelism must be dp or fsdp; got {cfg.parallelism!r}.")
-    per_step = cfg.grad_accum_steps * num_devices
+    data, model = mesh_shape or _mesh_shape(cfg, num_devices)
+    _check_mesh_fields(cfg, task, model)
+    per_step = cfg.grad_accum_steps * data
     if cfg.batch_size % per_step:
         raise ValueError(
-            f"config.batch_size must be divisible by grad_accum_steps x device count = "
-            f"{cfg.grad_accum_steps} x {num_devices}; got {cfg.batch_size}."
+            f"config.batch_size must be divisible by grad_accum_steps x device count / "
+            f"mesh.model = {cfg.grad_accum_steps} x {data}; got {cfg.batch_size}."
         )
     if cfg.batch_size % process_count:
         raise ValueError(
@@ -79,7 +84,26 @@ def validate(cfg, task, *, num_devices: int, process_count: int = 1) -> None:
         path = get_field(cfg, field) if field != "data.path" or "path" in cfg.data else ""
         if path and not os.path.exists(os.path.expanduser(path)):
             raise ValueError(f"config.{field} {path!r} does not exist; give an existing path.")
+    init_from.check(cfg.get("init_from", ""))
     _warn_dead_clipping(cfg)
+
+
+def _mesh_shape(cfg, num_devices):
+    mesh = cfg.get("mesh", {})
+    return sharding.mesh_shape(num_devices, mesh.get("data", -1), mesh.get("model", 1))
+
+
+def _check_mesh_fields(cfg, task, model: int) -> None:
+    if model > 1 and task.logical_rules is None:
+        raise ValueError(
+            f"config.mesh.model > 1 needs a task whose params carry logical axis names "
+            f"(bert, opt, vit); task {cfg.task!r} shards by shape only."
+        )
+    if cfg.get("dry_run", False) not in (True, False):
+        raise ValueError(f"config.dry_run must be True or False; got {cfg.dry_run!r}.")
+    gib = cfg.get("dry_run_device_gib", 80.0)
+    if isinstance(gib, bool) or not isinstance(gib, Number) or gib <= 0:
+        raise ValueError(f"config.dry_run_device_gib must be a number > 0; got {gib!r}.")
 
 
 def _warn_dead_clipping(cfg) -> None:

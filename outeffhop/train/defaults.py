@@ -10,6 +10,9 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.task = "toy"  # registered task: toy | bert | opt | vit (outeffhop.train.tasks)
     c.seed = 0  # params, dropout and data order all derive from it
+    # start from given params: "hf:<save_pretrained folder>" or another run's workdir
+    # (outeffhop.train.init_from); "" = random init from the seed
+    c.init_from = ""
     # PRNG for init and dropout: threefry2x32 (JAX default; the same bits on any device
     # count) | rbg (XLA RngBitGenerator: dropout ~2x cheaper on CPU, bits depend on layout)
     c.rng_impl = "threefry2x32"
@@ -27,6 +30,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.max_to_keep = 3  # checkpoints kept in workdir/checkpoints
     c.parallelism = "dp"  # dp: replicated state | fsdp: state sharded over the data axis
     c.fsdp_min_size = 2**14  # FSDP leaves arrays with fewer elements replicated
+    c.mesh = ml_collections.ConfigDict()  # device mesh (data, model); -1 = the rest
+    c.mesh.data = -1  # data-parallel / FSDP axis: batch rows (and fsdp state) split over it
+    c.mesh.model = 1  # tensor-parallel axis: heads, FFN width, vocabulary split over it
+    c.dry_run = False  # compile the train step for the mesh, report memory, do not train
+    c.dry_run_device_gib = 80.0  # device memory the dry run checks the step against
     c.progress_bar = True  # tqdm bar on process 0
     c.sync_every_step = False  # block on every step (always on for CPU multi-process runs)
 
@@ -48,4 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.distributed.num_processes = -1  # -1 = auto-detect
     c.distributed.process_id = -1  # -1 = auto-detect
     c.distributed.num_cpu_devices = 0  # CPU devices per process (tests); 0 = leave as is
+    # GPUs of this process, "0,1,.." among the visible ones; "" = sharding.local_device_ids
+    # ($JAX_LOCAL_DEVICE_IDS, else from SLURM's task layout, else all visible)
+    c.distributed.local_device_ids = ""
     return c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -16,7 +17,17 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from outeffhop.train import checkpoint, config_check, metrics_log, optim, sharding, tasks
+from outeffhop.nn import constraints
+from outeffhop.train import (
+    checkpoint,
+    config_check,
+    init_from,
+    metrics_log,
+    optim,
+    run_guard,
+    sharding,
+    tasks,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -36,18 +47,32 @@ def init_fn(rng, *, cfg, task, model, tx):
     return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
 
 
-def _param_specs(cfg, task, model):
-    """PartitionSpecs of the params from the model's logical axis names, or None."""
-    return _param_specs_for(cfg, task, model, cfg.parallelism)
+def _model_axis(mesh):
+    """The mesh axis tensor parallelism uses, or None when it has one device."""
+    return sharding.MODEL_AXIS if mesh.shape[sharding.MODEL_AXIS] > 1 else None
 
 
-def _param_specs_for(cfg, task, model, parallelism):
+def _rules(task, parallelism, model_axis=None):
+    """The task's logical axis rules (params and activations), or None."""
     if task.logical_rules is None:
         return None
-    batch = task.example_batch(cfg, 1)
+    if model_axis is None:
+        return task.logical_rules(parallelism)
+    return task.logical_rules(parallelism, model_axis)
+
+
+def _param_specs(cfg, task, model, mesh):
+    """PartitionSpecs of the params from the model's logical axis names, or None."""
+    return _param_specs_for(cfg, task, model, cfg.parallelism, _model_axis(mesh))
+
+
+def _param_specs_for(cfg, task, model, parallelism, model_axis=None):
+    if task.logical_rules is None:
+        return None
+    batch = jax.eval_shape(lambda: task.example_batch(cfg, 1))
     rngs = lambda r: {"params": r, "dropout": r}  # noqa: E731
-    boxed = jax.eval_shape(lambda r: task.init(model, rngs(r), batch), _keys(cfg)[0])
-    return nn.logical_to_mesh(nn.get_partition_spec(boxed), task.logical_rules(parallelism))
+    boxed = jax.eval_shape(lambda r, b: task.init(model, rngs(r), b), _keys(cfg)[0], batch)
+    return nn.logical_to_mesh(nn.get_partition_spec(boxed), _rules(task, parallelism, model_axis))
 
 
 def _accumulate(loss_fn, params, batch, rng, num_micro):
@@ -143,15 +168,22 @@ class _Run:
     abstract: dict
     shardings: dict
     resume_step: int | None
+    rules: tuple | None = None  # logical axis rules of the activation constraints
 
 
 def _setup(cfg, workdir: str, devices) -> _Run:
     """Checks the config and the checkpoint; builds model, optimizer and state shardings."""
     sharding.maybe_initialize_distributed(cfg.distributed)
     task = tasks.get_task(cfg.task)
-    mesh = sharding.make_mesh(devices)
+    mesh_cfg = cfg.get("mesh", {})
+    mesh = sharding.make_mesh(devices, mesh_cfg.get("data", -1), mesh_cfg.get("model", 1))
+    init_from.configure(cfg)  # init_from=hf:...: config.model's architecture from config.json
     config_check.validate(
-        cfg, task, num_devices=len(mesh.devices.flat), process_count=jax.process_count()
+        cfg,
+        task,
+        num_devices=len(mesh.devices.flat),
+        process_count=jax.process_count(),
+        mesh_shape=tuple(mesh.shape.values()),
     )
     if task.check is not None:
         task.check(cfg)
@@ -161,16 +193,21 @@ def _setup(cfg, workdir: str, devices) -> _Run:
     init = functools.partial(init_fn, cfg=cfg, task=task, model=model, tx=tx)
     abstract = jax.eval_shape(init, _keys(cfg)[0])
     shardings = sharding.state_shardings(
-        abstract, mesh, cfg.parallelism, cfg.fsdp_min_size, _param_specs(cfg, task, model)
+        abstract, mesh, cfg.parallelism, cfg.fsdp_min_size, _param_specs(cfg, task, model, mesh)
     )
+    rules = _rules(task, cfg.parallelism, _model_axis(mesh))
     resume_step = checkpoint.latest_compatible_step(workdir, abstract["params"])
     if jax.process_count() > 1:  # every process inspects before any creates the directory
         multihost_utils.sync_global_devices("outeffhop.train: checkpoints inspected")
-    return _Run(cfg, task, mesh, model, tx, schedule, init, abstract, shardings, resume_step)
+    return _Run(cfg, task, mesh, model, tx, schedule, init, abstract, shardings, resume_step, rules)
 
 
 def _initial_state(run: _Run, mngr, data_iter):
-    """A fresh sharded state, or the newest checkpoint restored into the same shardings."""
+    """A fresh sharded state (from ``init_from``'s params if set), or the newest checkpoint."""
+    if run.resume_step is None and run.cfg.get("init_from"):
+        params = init_from.load_params(run.cfg, run.abstract["params"], _keys(run.cfg)[0])
+        fresh = functools.partial(init_from.fresh_state, tx=run.tx)
+        return jax.jit(fresh, out_shardings=run.shardings)(params)
     if run.resume_step is None:
         return jax.jit(run.init, out_shardings=run.shardings)(_keys(run.cfg)[0])
     target = jax.tree.map(
@@ -183,6 +220,19 @@ def _initial_state(run: _Run, mngr, data_iter):
     return state
 
 
+def _constrained(run: _Run, fn):
+    """``fn`` traced with the model's activation constraints on ``run.mesh`` (batch over
+    ``data``, heads / FFN / vocab over ``model``), when the task has logical axis rules."""
+    if run.rules is None:
+        return fn
+
+    def traced(*args):
+        with constraints.activation_sharding(run.mesh, run.rules):
+            return fn(*args)
+
+    return traced
+
+
 def _compiled_steps(run: _Run):
     """The jitted train step (state donated) and eval step, with in/out shardings."""
     replicated = NamedSharding(run.mesh, P())
@@ -191,13 +241,13 @@ def _compiled_steps(run: _Run):
         train_step, cfg=run.cfg, task=run.task, model=run.model, tx=run.tx, schedule=run.schedule
     )
     step_fn = jax.jit(
-        step,
+        _constrained(run, step),
         in_shardings=(run.shardings, batch_sh),
         out_shardings=(run.shardings, replicated),
         donate_argnums=0,
     )
     eval_fn = jax.jit(
-        functools.partial(eval_step, task=run.task, model=run.model),
+        _constrained(run, functools.partial(eval_step, task=run.task, model=run.model)),
         in_shardings=(run.shardings["params"], batch_sh),
         out_shardings=replicated,
     )
@@ -214,6 +264,19 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
     """
     cfg = config
     run = _setup(cfg, workdir, devices)
+    pidx = jax.process_index()
+    lock = run_guard.workdir_lock(workdir) if pidx == 0 else contextlib.nullcontext()
+    with lock:
+        if pidx == 0:
+            run_guard.check_config(workdir, cfg, has_checkpoint=run.resume_step is not None)
+        note = run_guard.check_budget(run.resume_step, cfg.num_steps)
+        if note:
+            logging.warning(note)
+        return _train(run, workdir)
+
+
+def _train(run: _Run, workdir: str) -> dict:
+    cfg = run.cfg
     pidx, pcount = jax.process_index(), jax.process_count()
     data_iter = run.task.train_iter(cfg, workdir, pidx, pcount)
     mngr = checkpoint.make_manager(workdir, cfg.max_to_keep)
@@ -234,8 +297,9 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
     try:
         state = _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, start)
     finally:
-        mngr.wait_until_finished()
-        mngr.close()
+        with contextlib.suppress(Exception):  # a failed save was already reported
+            mngr.wait_until_finished()
+            mngr.close()
         log.close()
     return state
 
@@ -247,6 +311,7 @@ def _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, star
     # CPU collectives (gloo) deadlock when several steps are in flight across processes.
     multi_cpu = jax.process_count() > 1 and jax.default_backend() == "cpu"
     sync_every_step = cfg.sync_every_step or multi_cpu
+    saves = _Saves(mngr, run.resume_step)
     last_saved = run.resume_step
     pending = None
     clock = {"t": time.perf_counter(), "step": start}
@@ -285,8 +350,40 @@ def _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, star
             s, w, c = (float(sum(x[i] for x in jax.device_get(sums))) for i in range(3))
             log.write(step, {"eval_loss": s / max(w, 1.0), "eval_accuracy": c / max(w, 1.0)})
         if do_save:
-            checkpoint.save(mngr, step, state, data_iter)
+            saves.save(step, state, data_iter)
             last_saved = step
+        elif step % cfg.log_every == 0:
+            saves.check()
     if pending is not None:
         settle(pending)
+    saves.check(wait=True)
     return state
+
+
+class _Saves:
+    """Asynchronous checkpoint saves whose failure stops the run at the next check.
+
+    ``issued`` is the newest save started, ``good`` the newest one known to have finished.
+    """
+
+    def __init__(self, mngr, resume_step):
+        self.mngr, self.issued, self.good = mngr, resume_step, resume_step
+
+    def check(self, *, wait: bool = False) -> None:
+        """Raise CheckpointSaveError (one sentence) if a started save has failed."""
+        try:
+            if wait:
+                self.mngr.wait_until_finished()
+            self.mngr.check_for_errors()
+        except Exception as e:  # orbax re-raises what the filesystem raised (OSError, ...)
+            raise run_guard.save_failed(e, self.issued, self.mngr.directory, self.good) from e
+        if wait:
+            self.good = self.issued
+
+    def save(self, step, state, data_iter) -> None:
+        self.check(wait=True)  # the previous save finished well: it is the last good one
+        self.issued = step
+        try:
+            checkpoint.save(self.mngr, step, state, data_iter)
+        except Exception as e:
+            raise run_guard.save_failed(e, step, self.mngr.directory, self.good) from e

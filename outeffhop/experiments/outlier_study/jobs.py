@@ -20,7 +20,6 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from outeffhop import data, models
 from outeffhop.launch.configs import load_config
@@ -75,9 +74,11 @@ def load_params(cfg, workdir: str):
     if step is None:
         raise ValueError(f"workdir {workdir!r} holds no checkpoint; train it first.")
     mngr = checkpoint.make_manager(workdir, 1, read_only=True)
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-    mngr.close()
-    return state["state"]["params"], step
+    try:
+        state = checkpoint.restore_state(mngr, step, abstract)
+    finally:
+        mngr.close()
+    return state["params"], step
 
 
 def _valid_rows(batch):

@@ -31,8 +31,9 @@ class Task:
         get_state()/set_state() (grain) yielding this process's rows of each global batch.
     eval_batches(cfg, workdir, process_index, process_count) -> list of eval batches.
     tokens_per_example(cfg) -> int, for tokens/s.
-    logical_rules(parallelism) -> flax logical axis rules, when ``init`` returns params
-        boxed with logical axis names; None = shard by shape (``sharding.fsdp_spec``).
+    logical_rules(parallelism[, model_axis]) -> flax logical axis rules, when ``init``
+        returns params boxed with logical axis names (``model_axis`` only for a mesh with
+        config.mesh.model > 1); None = shard by shape (``sharding.fsdp_spec``).
     check(cfg) -> None: raises ValueError naming a bad task-specific field.
     positive_fields: dotted config fields that must be > 0.
     path_fields: dotted config fields naming files/folders that must exist when non-empty.

@@ -116,8 +116,8 @@ _MODEL_SIZES = ("model.num_layers", "model.d_model", "model.num_heads", "model.d
 _TEXT_SIZES = ("model.vocab_size", "model.max_len", "data.vocab_size", "data.seq_len")
 
 
-def _rules(parallelism):
-    return models.logical_axis_rules(parallelism, "data")
+def _rules(parallelism, model_axis=None):
+    return models.logical_axis_rules(parallelism, "data", model_axis)
 
 
 def _build(cfg):
