@@ -5,13 +5,19 @@ to ~0.3-0.4 on the shipped EPF FR/BE electricity series):
     python scripts/train.py --config configs/stanhop.py:quick --workdir runs/stanhop_quick
 The normalizer study (every normalizer, MSE/MAE, outliers, W8A8):
     python scripts/run.py --config configs/stanhop.py:quick --workdir runs/stanhop_study
+The model is the STanHop code's design (model.cross_series=paper, hopfield_sublayer=paper);
+Crossformer's router with hflayers' sublayers: --config.model.cross_series=router
+--config.model.hopfield_sublayer=hflayers (docs/stanhop.md).
 Presets:
-    quick          2 layers, d_model 32, 4 router patterns, 300 steps of batch 32, lr 1e-3.
+    quick          2 layers, d_model 32, 4 stored patterns (factor), 300 steps of batch 32,
+                   lr 1e-3; its study trains softmax, softmax1, clipped, gsh.
     paper          ETTh1 settings (STanHop-Net paper): in 168, out 24, seg 6, d_model 256,
                    d_ff 512, 4 heads, 3 encoder layers, factor 10, dropout 0.2, lr 1e-4,
                    batch 128; point data.path at ETTh1.csv (else the shipped EPF series).
     paper_outlier  paper with 11 encoder layers (the OutEffHop outlier study).
-Pick the normalizer with --config.model.normalizer=softmax|softmax1|clipped|gsh.
+Pick the normalizer with --config.model.normalizer=softmax|softmax1|clipped|clipped_softmax1|gsh
+and a per-head gate with --config.model.gate=conditional_per_token (or the study's
+--config.study.variants="('softmax', 'gated', 'gated_softmax1')").
 """
 
 from outeffhop import data
@@ -34,7 +40,17 @@ def get_config(arg: str | None = None):
     c.data = data.get_data_config("timeseries")  # shipped EPF FR/BE unless data.path is set
     c.data.seq_len, c.data.pred_len = 168, 24  # must equal model.in_len, model.out_len
     c.study = dict(  # outeffhop.experiments.stanhop.study
-        normalizers=("softmax", "softmax1", "clipped", "gsh"),  # variants trained and compared
+        # Variants trained and compared (study.VARIANTS): softmax (vanilla), softmax1
+        # (OutEffHop), clipped, clipped_softmax1, gsh (STanHop's own), gated, gated_softmax1.
+        variants=(
+            "softmax",
+            "softmax1",
+            "clipped",
+            "clipped_softmax1",
+            "gsh",
+            "gated",
+            "gated_softmax1",
+        ),
         eval_batch_size=128,  # rows per test batch
         test_batches=0,  # test batches for MSE/MAE/W8A8; 0 = the whole test split
         outlier_batches=4,  # test batches for kurtosis / inf-norm
@@ -48,6 +64,7 @@ def get_config(arg: str | None = None):
         c.log_every, c.eval_every, c.checkpoint_every = 50, 0, 0  # eval/save at the end only
         c.eval_steps = 8  # validation batches per eval
         c.study.test_batches = 8  # the quick study scores 8 x 128 test windows
+        c.study.variants = ("softmax", "softmax1", "clipped", "gsh")  # the demo's four
     else:
         c.model.num_layers = 11 if preset == "paper_outlier" else 3  # encoder blocks
         c.batch_size, c.num_steps = 128, 6000  # ~ 70 epochs of ETTh1's 8.4k train windows

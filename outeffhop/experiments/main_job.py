@@ -21,6 +21,7 @@ SECTIONS = (
     ("retrieval", "retrieval", ("quick", "cpu")),
     ("memory_capacity", "memory_capacity", ("quick", "cpu")),
     ("memory_convergence", "memory_convergence", ("quick", "cpu")),
+    ("memory_dimension", "memory_dimension", ("quick", "cpu")),
     ("memory_noop", "memory_noop", ("quick", "cpu")),
     ("outliers", "reproduce", ("quick", "cpu")),
     ("induction", "induction", (None, "quick")),

@@ -7,14 +7,27 @@ block -> decoder of ``num_layers + 1`` layers (STHM on learned output positions,
 cross-association with the encoder output of the same scale, MLP, a linear segment head) ->
 the sum of the layers' segment predictions [B, out_len, D].
 
-STHM block on [B, D, G, E]: cross-time Hopfield over the G segments of each series + MLP;
-cross-series: ``HopfieldPooling`` with F learned router patterns pools the D series of each
-segment into F patterns (linear in D), then a Hopfield layer maps the series back onto the
-pooled patterns + MLP; every sublayer is residual + LayerNorm (Crossformer's two-stage layout).
+STHM block on [B, D, G, E]: cross-time Hopfield over the G segments of each series + MLP,
+then a cross-series stage over the D series of each segment + MLP; every sublayer is
+residual + LayerNorm. ``cross_series`` picks the stage (docs/stanhop.md):
+
+  "paper"  (the STanHop code's STHMLayer) each series looks itself up in F = ``factor``
+           learned stored patterns (``HopfieldLayer``: ``lookup``), the series associate
+           with each other (``Hopfield(series, series)``: ``series``), and
+           s = LN(lookup + series); O(D F + D^2) per segment.
+  "router" (Crossformer's router) ``HopfieldPooling`` with F learned state patterns pools
+           the D series into F patterns (``pool``), the series read them back (``receive``):
+           s = LN(s + receive); O(D F).
+
+``hopfield_sublayer``: "paper" (the STanHop code's Hopfield: no input LayerNorms, values
+V = W_V W_K Y, dropout on the association) or "hflayers" (hflayers' defaults: LayerNorm on
+the three inputs, V = W_V P). ``gate`` != "none" gates every Hopfield head
+(``outeffhop.nn.hopfield_gate``; the router's ``pool`` has learned queries and stays ungated).
 
 Module paths (for outlier capture): ``embed``, ``embed_ln``, ``enc_{i}/merge/{ln,proj}``,
-``{enc,dec}_{i}/sthm/{time,time_ln,time_mlp,time_mlp_ln,pool,receive,series_ln,series_mlp,
-series_mlp_ln}``, ``dec_{i}/{cross,cross_ln,mlp,mlp_ln,pred}``; MLPs hold ``fc1``, ``fc2``.
+``{enc,dec}_{i}/sthm/{time,time_ln,time_mlp,time_mlp_ln,lookup,series,pool,receive,
+series_ln,series_mlp,series_mlp_ln}``, ``dec_{i}/{cross,cross_ln,mlp,mlp_ln,pred}``; MLPs
+hold ``fc1``, ``fc2``.
 """
 
 from __future__ import annotations
@@ -26,9 +39,16 @@ import jax.numpy as jnp
 import ml_collections
 
 from outeffhop.nn.hopfield import Hopfield
-from outeffhop.nn.pooling import HopfieldPooling
+from outeffhop.nn.hopfield_gate import GATES, GatedHopfield
+from outeffhop.nn.pooling import HopfieldLayer, HopfieldPooling
 
-NORMALIZERS = ("softmax", "softmax1", "clipped", "gsh")
+NORMALIZERS = ("softmax", "softmax1", "clipped", "clipped_softmax1", "gsh")
+CHOICES = {
+    "cross_series": ("paper", "router"),
+    "hopfield_sublayer": ("paper", "hflayers"),
+    "series_values": ("series", "lookup"),
+    "gate": ("none", *GATES),
+}
 PRESETS = ("paper", "tiny")
 
 
@@ -49,9 +69,17 @@ def get_config(preset: str = "paper", **overrides) -> ml_collections.ConfigDict:
     c.num_layers = 3  # encoder blocks (the decoder has num_layers + 1 layers)
     c.factor = 10  # learned router patterns F of the cross-series HopfieldPooling
     c.dropout = 0.2  # residual-branch dropout
-    c.normalizer = "gsh"  # Hopfield normalizer: softmax | softmax1 | clipped | gsh
+    c.normalizer = "gsh"  # Hopfield normalizer: softmax | softmax1 | clipped(_softmax1) | gsh
     c.gamma = -0.025  # clipped: clip((zeta - gamma) softmax + gamma, 0, 1)
     c.zeta = 1.0  # clipped: upper stretch
+    c.cross_series = "paper"  # paper: lookup in F learned patterns + series self-association;
+    #                           router: Crossformer's router (F learned queries pool the series)
+    c.hopfield_sublayer = "paper"  # paper: no input LNs, V = W_V W_K Y; hflayers: LNs, V = W_V P
+    c.series_values = "series"  # paper stage's values: the series (the code) or the lookup
+    c.gate = "none"  # per-head gate of every Hopfield layer: none | unconditional_per_head |
+    #                  conditional_per_head | conditional_per_token
+    c.gate_mlp = False  # gate function: Linear(d_head, 1) or MLP d_head -> d_head/4 -> 1
+    c.gate_init = 0.5  # gate value at initialization (bias = logit(gate_init))
     if preset == "tiny":
         c.update(num_series=3, in_len=24, out_len=6, seg_len=4, d_model=16, d_ff=32)
         c.update(num_heads=2, num_layers=2, factor=3, dropout=0.0)
@@ -80,7 +108,12 @@ def check_config(cfg) -> None:
         )
     if not 0.0 <= cfg.dropout < 1.0:
         raise ValueError(f"dropout must lie in [0, 1); got {cfg.dropout!r}.")
-    if cfg.normalizer == "clipped" and not cfg.zeta > cfg.gamma:
+    for name, allowed in CHOICES.items():
+        if cfg[name] not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {cfg[name]!r}.")
+    if not 0.0 < cfg.gate_init < 1.0:
+        raise ValueError(f"gate_init must lie in (0, 1); got {cfg.gate_init!r}.")
+    if cfg.normalizer.startswith("clipped") and not cfg.zeta > cfg.gamma:
         raise ValueError(f"zeta must exceed gamma; got gamma={cfg.gamma}, zeta={cfg.zeta}.")
 
 
@@ -113,20 +146,40 @@ class Mlp(nn.Module):
         return nn.Dense(self.d_out, name="fc2")(nn.gelu(nn.Dense(self.d_ff, name="fc1")(x)))
 
 
-def _hopfield(cfg, cls=Hopfield, **kw):
-    clipped = cfg.normalizer == "clipped"
-    return cls(
+def _fields(cfg, **kw) -> dict:
+    """Hopfield fields of every sublayer: sizes, normalizer, the sublayer design."""
+    clipped = cfg.normalizer.startswith("clipped")
+    fields = dict(
         input_size=cfg.d_model,
         num_heads=cfg.num_heads,
         normalizer=cfg.normalizer,
         gamma=cfg.gamma if clipped else None,
         zeta=cfg.zeta if clipped else None,
-        **kw,
     )
+    if cfg.hopfield_sublayer == "paper":
+        fields.update(
+            normalize_stored_pattern=False,
+            normalize_state_pattern=False,
+            normalize_pattern_projection=False,
+            pattern_projection_as_connected=True,
+            dropout=cfg.dropout,
+        )
+    return {**fields, **kw}
+
+
+def _hopfield(cfg, kind: str = "hopfield", *, name: str, **kw):
+    """A Hopfield sublayer: "hopfield" (Hopfield), "lookup" (HopfieldLayer) or "pool"
+    (HopfieldPooling), gated per head when ``cfg.gate`` != "none" (not "pool")."""
+    fields = _fields(cfg, **kw)
+    if cfg.gate != "none" and kind != "pool":
+        return GatedHopfield(kind, tuple(fields.items()), cfg.gate, cfg.gate_mlp, cfg.gate_init,
+                             name=name)  # fmt: skip
+    cls = {"hopfield": Hopfield, "lookup": HopfieldLayer, "pool": HopfieldPooling}[kind]
+    return cls(**fields, name=name)
 
 
 class Sthm(nn.Module):
-    """STHM block: cross-time Hopfield + MLP, then cross-series pooling/receiving + MLP."""
+    """STHM block: cross-time Hopfield + MLP, then the cross-series stage + MLP."""
 
     config: ml_collections.FrozenConfigDict
 
@@ -136,15 +189,30 @@ class Sthm(nn.Module):
         b, d, g, e = x_BDGE.shape
         drop = nn.Dropout(cfg.dropout, deterministic=deterministic)
         x = x_BDGE.reshape(b * d, g, e)
-        x = nn.LayerNorm(name="time_ln")(x + drop(_hopfield(cfg, name="time")(x)))
+        t = _hopfield(cfg, name="time")(x, deterministic=deterministic)
+        x = nn.LayerNorm(name="time_ln")(x + drop(t))
         x = nn.LayerNorm(name="time_mlp_ln")(x + drop(Mlp(cfg.d_ff, e, name="time_mlp")(x)))
         s = x.reshape(b, d, g, e).transpose(0, 2, 1, 3).reshape(b * g, d, e)
-        pooled = _hopfield(cfg, HopfieldPooling, quantity=cfg.factor, name="pool")(s)
-        pooled = pooled.reshape(b * g, cfg.factor, e)
-        received = _hopfield(cfg, name="receive")((pooled, s, pooled))
-        s = nn.LayerNorm(name="series_ln")(s + drop(received))
+        s = self._series(s, drop, deterministic)
         s = nn.LayerNorm(name="series_mlp_ln")(s + drop(Mlp(cfg.d_ff, e, name="series_mlp")(s)))
         return s.reshape(b, g, d, e).transpose(0, 2, 1, 3)
+
+    def _series(self, s, drop, deterministic):
+        """The cross-series stage on [B*G, D, E], before its MLP."""
+        cfg = self.config
+        if cfg.cross_series == "router":
+            pool = _hopfield(cfg, "pool", quantity=cfg.factor, name="pool")
+            pooled = pool(s, deterministic=deterministic).reshape(s.shape[0], cfg.factor, -1)
+            received = _hopfield(cfg, name="receive")(
+                (pooled, s, pooled), deterministic=deterministic
+            )
+            return nn.LayerNorm(name="series_ln")(s + drop(received))
+        lookup = _hopfield(cfg, "lookup", quantity=cfg.factor, name="lookup")(
+            s, deterministic=deterministic
+        )
+        values = s if cfg.series_values == "series" else lookup
+        mixed = _hopfield(cfg, name="series")((s, s, values), deterministic=deterministic)
+        return nn.LayerNorm(name="series_ln")(lookup + drop(mixed))
 
 
 class SegMerge(nn.Module):
@@ -181,7 +249,8 @@ class DecoderLayer(nn.Module):
         b, d, g, e = x.shape
         q = x.reshape(b * d, g, e)
         kv = enc_BDGE.reshape(b * d, enc_BDGE.shape[2], e)
-        q = nn.LayerNorm(name="cross_ln")(q + drop(_hopfield(cfg, name="cross")((kv, q, kv))))
+        c = _hopfield(cfg, name="cross")((kv, q, kv), deterministic=deterministic)
+        q = nn.LayerNorm(name="cross_ln")(q + drop(c))
         q = nn.LayerNorm(name="mlp_ln")(q + drop(Mlp(cfg.d_ff, e, name="mlp")(q)))
         out = q.reshape(b, d, g, e)
         return out, nn.Dense(cfg.seg_len, name="pred")(out)
@@ -240,7 +309,7 @@ def build(config) -> StanHop:
 _B = r"(enc|dec)_\d+"
 OUTLIER_MODULES = {
     "paper": (
-        rf"{_B}/sthm/(time|pool|receive)",
+        rf"{_B}/sthm/(time|lookup|series|pool|receive)",
         r"dec_\d+/cross",
         rf"{_B}/(sthm/)?\w*mlp/fc2",
         rf"{_B}/(sthm/)?\w*_ln",

@@ -360,14 +360,21 @@ class Hopfield(nn.Module):
         return xi
 
     def _gsh(self, q, k, hd, mask):
-        """GSH association: alpha-entmax(beta q k^T) per head, alpha = 1 + sigmoid(param) [H].
+        """GSH association: alpha-entmax(beta q k^T) per head, alpha = 1 + sigmoid(param) [H],
+        then ``update_steps_max`` GSH updates a <- entmax(beta (a k) k^T) in association
+        space (``ops.entmax.gsh_associate``; hflayers' iteration with entmax).
 
-        Masked entries get a large negative score (entmax gives them exact zeros); a fully
-        masked row comes out all zeros, as with the other normalizers.
+        Masked entries are exact zeros; a fully masked row comes out all zeros, as with the
+        other normalizers.
         """
-        scores = memory.association_scores(q, k, self._beta(hd, q.dtype))
-        if mask is not None:
-            scores = jnp.where(mask, scores, -1e9)
-        alpha = entmax.gsh_alpha(self.gsh_alpha)[:, None, None]
-        xi = entmax.entmax_bisect(scores, alpha)
-        return xi if mask is None else jnp.where(mask, xi, 0.0)
+        steps_max = self.update_steps_max
+        return entmax.gsh_associate(
+            q,
+            k,
+            beta=self._beta(hd, q.dtype),
+            alpha=entmax.gsh_alpha(self.gsh_alpha),
+            update_steps_max=None if steps_max is None else checks.per_head(steps_max, np.int32),
+            update_steps_eps=checks.per_head(self.update_steps_eps, np.float32),
+            mask=mask,
+            stop_axes=(0,),
+        )

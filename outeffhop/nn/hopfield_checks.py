@@ -31,8 +31,6 @@ def per_head(value, dtype):
 
 def _check_normalizer(m) -> None:
     sm.check_normalizer(m.normalizer, NORMALIZERS)
-    if m.normalizer == "gsh" and m.update_steps_max != 0:
-        raise ValueError(f"normalizer='gsh' needs update_steps_max=0; got {m.update_steps_max!r}.")
     if m.normalizer.startswith("clipped") and (m.gamma is None or m.zeta is None):
         raise ValueError(f"normalizer={m.normalizer!r} needs gamma and zeta; got None.")
 

@@ -367,3 +367,121 @@ def hopfield_fixed_point(x, patterns, beta, normalizer: str = "softmax1", **kw):
     """Alias of ``fixed_point(x, patterns, beta=beta, max_steps=.., tol=..)``."""
     _legacy_check(x, patterns, beta)
     return fixed_point(x, patterns, beta=beta, normalizer=normalizer, **kw)
+
+
+# ---------------------------------------------------------------- theory: the papers' bounds
+# Patterns xi_i [N, d] of norm <= M (the pattern radius), separation
+#   Delta_i = xi_i.xi_i - max_{j != i} xi_i.xi_j        (Ramsauer et al. 2021, "Hopfield
+# Networks is All You Need", Sec. 2 / A.1.5). OutEffHop (Hu et al. 2024) states its
+# retrieval and capacity results in the same form; the zero memory of Softmax_1 enters as
+# one extra pattern xi_0 = 0 whose score is always 0.
+
+
+def stationarity(states, stored, *, beta, normalizer: str = "softmax1", mask=None):
+    """||grad E(x)|| = ||x - T(x)|| per state, [..., L, d] -> [..., L].
+
+    grad_x E(x) = x - N(beta xi x) xi = x - T(x) for both energies, so this is 0 exactly at
+    the fixed points of T, which are the stationary points of E.
+    """
+    t = update(states, stored, beta=beta, normalizer=normalizer, mask=mask)
+    return jnp.linalg.norm(jnp.asarray(states, t.dtype) - t, axis=-1)
+
+
+def memory_mass(states, stored, *, beta) -> jax.Array:
+    """S / (1 + S), S = sum_j exp(beta xi_j.x): the total Softmax_1 weight on the memories.
+
+    One Softmax_1 update is the softmax update scaled by it: T_1(x) = S / (1 + S) T(x).
+    [..., L, d] -> [..., L].
+    """
+    x, xi = _check(states, stored, beta, "softmax")
+    x, single = _as_rows(x)
+    mass = jax.nn.sigmoid(sm.logsumexp(association_scores(x, xi, beta), axis=-1))
+    return mass[0] if single else mass
+
+
+def separation(stored) -> jax.Array:
+    """Delta_i = xi_i.xi_i - max_{j != i} xi_i.xi_j per pattern, [..., N, d] -> [..., N].
+
+    +inf when N = 1 (nothing to be confused with).
+    """
+    xi = jnp.asarray(stored)
+    if xi.ndim < 2:
+        raise ValueError(f"stored must be [..., N, d]; got shape {xi.shape}.")
+    gram = jnp.einsum("...id,...jd->...ij", xi, xi)
+    n = xi.shape[-2]
+    others = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, gram)
+    return jnp.diagonal(gram, axis1=-2, axis2=-1) - jnp.max(others, axis=-1)
+
+
+def separation_threshold(beta, num_patterns, radius) -> jax.Array:
+    """Ramsauer et al.'s sufficient separation for pattern i to be stored (a fixed point of T
+    near xi_i that attracts the sphere of radius 1 / (beta N M) around it):
+
+      Delta_i >= 2 / (beta N) + (1 / beta) log(2 (N - 1) N beta M^2).
+    """
+    b, n, m = (jnp.asarray(v, jnp.float32) for v in (beta, num_patterns, radius))
+    return 2.0 / (b * n) + jnp.log(2.0 * (n - 1.0) * n * b * m * m) / b
+
+
+def retrieval_error_bound(
+    delta, beta, num_patterns, radius, distance, *, normalizer: str = "softmax", norm=None
+) -> jax.Array:
+    """Bound on the one-step retrieval error ||T(x) - xi_i|| for a state x at
+    ``distance`` r = ||x - xi_i|| from pattern i of separation ``delta`` (Delta_i), with N
+    = ``num_patterns`` patterns of norm <= M = ``radius`` (``norm`` = ||xi_i||, default M):
+
+      softmax:   eps_0 = 2 M (N - 1) exp(-beta (Delta_i - 2 M r))
+      softmax1:  eps_0 + ||xi_i|| exp(-beta (||xi_i||^2 - ||xi_i|| r))
+
+    eps_0 is Ramsauer et al.'s Theorem 5 error 2 eps M, eps = (N - 1) exp(-beta (Delta_i -
+    2 M max(r, ...))), in the one-step form its proof gives for every x: T(x) - xi_i =
+    sum_{j != i} p_j (xi_j - xi_i), sum_{j != i} p_j <= sum_{j != i} p_j / p_i and
+    (xi_i - xi_j).x >= Delta_i - 2 M r. Softmax_1 adds the zero memory's weight
+    1 / (1 + S) <= exp(-beta xi_i.x) times ||0 - xi_i||: Ramsauer's bound on N + 1 patterns
+    with xi_0 = 0, split into its two terms. Broadcasts over its arguments.
+    """
+    sm.check_normalizer(normalizer, ENERGY_NORMALIZERS)
+    b, delta, n, m, r = (
+        jnp.asarray(v, jnp.float32) for v in (beta, delta, num_patterns, radius, distance)
+    )
+    eps = 2.0 * m * (n - 1.0) * jnp.exp(-b * (delta - 2.0 * m * r))
+    if normalizer == "softmax":
+        return eps
+    a = m if norm is None else jnp.asarray(norm, jnp.float32)
+    return eps + a * jnp.exp(-b * (a * a - a * r))
+
+
+@functools.partial(jax.jit, static_argnames="iters")
+def lambert_w0(z, iters: int = 30) -> jax.Array:
+    """The upper branch W_0 of the Lambert W function (w e^w = z), for z >= 0, by Halley's
+    iteration from log(1 + z). Jitted: eagerly, the ``fori_loop`` is traced anew on every call."""
+    z = jnp.asarray(z, jnp.float32)
+    w = jnp.log1p(z)
+
+    def body(_, w):
+        ew = jnp.exp(w)
+        f = w * ew - z
+        return w - f / (ew * (w + 1.0) - (w + 2.0) * f / (2.0 * w + 2.0))
+
+    return jax.lax.fori_loop(0, iters, body, w)
+
+
+def capacity_bound(dim, beta, radius_scale, failure_prob) -> tuple[jax.Array, ...]:
+    """Ramsauer et al.'s storage capacity (their Theorem 3) for N random patterns on the
+    sphere of radius M = K sqrt(d - 1) (K = ``radius_scale``), failure probability p:
+
+      a = 2 / (d - 1) (1 + log(2 beta K^2 p (d - 1))),   b = 2 K^2 beta / 5,
+      c = b / W_0(exp(a + log b)),
+      with probability 1 - p, N >= sqrt(p) c^((d - 1) / 4) patterns are stored,
+      provided c >= (2 / sqrt(p))^(4 / (d - 1)).
+
+    Returns ``(log2 N_bound, c, applies)``; log2 N_bound = log2(sqrt(p)) + (d - 1)/4 log2 c
+    is linear in d: the exponential capacity. ``applies`` is the proviso.
+    """
+    d, b_, k, p = (jnp.asarray(v, jnp.float32) for v in (dim, beta, radius_scale, failure_prob))
+    a = 2.0 / (d - 1.0) * (1.0 + jnp.log(2.0 * b_ * k * k * p * (d - 1.0)))
+    b = 2.0 * k * k * b_ / 5.0
+    c = b / lambert_w0(jnp.exp(a + jnp.log(b)))
+    log2_n = 0.5 * jnp.log2(p) + (d - 1.0) / 4.0 * jnp.log2(c)
+    applies = c >= (2.0 / jnp.sqrt(p)) ** (4.0 / (d - 1.0))
+    return log2_n, c, applies

@@ -342,3 +342,138 @@ def test_fixed_point_gradient_under_jit_and_vmap():
         s, p, beta=1.5, update_steps_max=60, update_steps_eps=1e-9)[0][..., 0] ** 2),
         argnums=1))(states, stored)  # fmt: skip
     np.testing.assert_allclose(g, g_unrolled, atol=1e-4)
+
+
+# ------------------------------------------------------------- theory: bounds against brute force
+
+
+def _sphere(rng, n, d, radius):
+    g = rng.normal(size=(n, d))
+    return radius * g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+def _one_step(x, xi, beta, normalizer):
+    """Numpy reference of one update, float64."""
+    s = beta * xi @ x
+    w = np.exp(s - s.max())
+    z = w.sum() + (np.exp(-s.max()) if normalizer == "softmax1" else 0.0)
+    return (w / z) @ xi
+
+
+@pytest.mark.parametrize("normalizer", NORMS)
+def test_stationarity_is_the_energy_gradient_norm_and_vanishes_at_fixed_points(normalizer):
+    x, xi = _instance(m=6, d=4, batch=(5,), seed=3)
+    grad = jax.vmap(jax.grad(lambda s: memory.energy(s, xi, beta=2.0, normalizer=normalizer)))(x)
+    got = memory.stationarity(x, xi, beta=2.0, normalizer=normalizer)
+    np.testing.assert_allclose(got, np.linalg.norm(grad, axis=-1), rtol=1e-4, atol=1e-6)
+    assert float(got.min()) > 1e-2  # random states are not stationary
+    x_star, _ = memory.fixed_point(x, xi, beta=2.0, normalizer=normalizer, tol=1e-7)
+    assert float(memory.stationarity(x_star, xi, beta=2.0, normalizer=normalizer).max()) < 1e-5
+
+
+def test_softmax1_update_is_softmax_update_scaled_by_memory_mass():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n, d = rng.integers(2, 8), rng.integers(2, 6)
+        xi, x, beta = rng.normal(size=(n, d)), rng.normal(size=d), rng.uniform(0.1, 5.0)
+        s = np.exp(beta * xi @ x).sum()
+        mass = memory.memory_mass(
+            jnp.asarray(x, jnp.float32), jnp.asarray(xi, jnp.float32), beta=beta
+        )
+        np.testing.assert_allclose(mass, s / (1 + s), rtol=1e-5)
+        np.testing.assert_allclose(
+            _one_step(x, xi, beta, "softmax1"),
+            s / (1 + s) * _one_step(x, xi, beta, "softmax"),
+            rtol=1e-10,
+        )
+        t1 = memory.update(jnp.asarray(x, jnp.float32), jnp.asarray(xi, jnp.float32), beta=beta)
+        np.testing.assert_allclose(t1, _one_step(x, xi, beta, "softmax1"), rtol=2e-4, atol=1e-5)
+
+
+def test_separation_matches_pairwise_brute_force():
+    rng = np.random.default_rng(1)
+    xi = rng.normal(size=(2, 7, 3))  # leading batch dim
+    got = np.asarray(memory.separation(jnp.asarray(xi, jnp.float32)))
+    for b in range(2):
+        for i in range(7):
+            others = [xi[b, i] @ xi[b, j] for j in range(7) if j != i]
+            np.testing.assert_allclose(got[b, i], xi[b, i] @ xi[b, i] - max(others), rtol=1e-5)
+    assert np.isinf(float(memory.separation(jnp.ones((1, 3)))[0]))
+
+
+@pytest.mark.parametrize("normalizer", NORMS)
+def test_retrieval_error_bound_holds_on_random_small_cases(normalizer):
+    """Brute force: the one-step error of every query stays below the bound, and the bound is
+    informative (below the trivial 2M + M) on a good share of the cases."""
+    rng = np.random.default_rng(2)
+    informative, checked = 0, 0
+    for _ in range(300):
+        n, d = int(rng.integers(2, 9)), int(rng.integers(2, 7))
+        radius, beta = rng.uniform(0.5, 3.0), rng.uniform(0.2, 30.0)
+        xi = _sphere(rng, n, d, radius)
+        i = int(rng.integers(n))
+        x = xi[i] + rng.uniform(0.0, 0.3) * radius * _sphere(rng, 1, d, 1.0)[0]
+        err = np.linalg.norm(_one_step(x, xi, beta, normalizer) - xi[i])
+        delta = float(memory.separation(jnp.asarray(xi, jnp.float32))[i])
+        bound = float(
+            memory.retrieval_error_bound(
+                delta, beta, n, radius, np.linalg.norm(x - xi[i]), normalizer=normalizer
+            )
+        )
+        assert err <= bound * (1 + 1e-4) + 1e-6, (err, bound, n, d, beta)
+        informative += bound < radius
+        checked += 1
+    assert informative > checked // 10
+
+
+def test_retrieval_error_bound_is_tight_for_two_patterns_at_large_beta():
+    """x = xi_1 with one other pattern: error = p_2 ||xi_2 - xi_1|| with p_2 = 1 / (1 + e^(b D));
+    the bound 2 M e^(-b D) is off by ||xi_2 - xi_1|| / (2 M) only."""
+    xi = np.array([[1.0, 0.0], [0.0, 1.0]])
+    for beta in (5.0, 10.0, 20.0):
+        err = np.linalg.norm(_one_step(xi[0], xi, beta, "softmax") - xi[0])
+        bound = float(memory.retrieval_error_bound(1.0, beta, 2, 1.0, 0.0))
+        np.testing.assert_allclose(err / bound, np.sqrt(2) / 2, rtol=1e-2)
+
+
+def test_softmax1_one_step_error_exceeds_softmax_exactly_when_the_condition_holds():
+    """||c T - xi||^2 - ||T - xi||^2 = (1 - c) (2 T.xi - (1 + c) ||T||^2), c = S / (1 + S): the
+    Softmax_1 error is the larger one iff 2 T.xi >= (1 + c) ||T||^2; a failed retrieval
+    (T near another pattern) can violate it, so it is not 'never smaller'."""
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n, d = int(rng.integers(2, 6)), int(rng.integers(2, 5))
+        xi, beta = _sphere(rng, n, d, rng.uniform(0.3, 2.0)), rng.uniform(0.1, 10.0)
+        i = int(rng.integers(n))
+        x = xi[i] + 0.5 * rng.normal(size=d)
+        t0, t1 = _one_step(x, xi, beta, "softmax"), _one_step(x, xi, beta, "softmax1")
+        s = np.exp(beta * xi @ x).sum()
+        c = s / (1 + s)
+        larger = np.linalg.norm(t1 - xi[i]) >= np.linalg.norm(t0 - xi[i])
+        assert larger == (2 * t0 @ xi[i] >= (1 + c) * t0 @ t0)
+    xi = np.array([[1.0, 0.0], [0.0, 1.0]])  # query at pattern 1, target pattern 0
+    x = np.array([0.0, 1.0])
+    e0 = np.linalg.norm(_one_step(x, xi, 1.0, "softmax") - xi[0])
+    e1 = np.linalg.norm(_one_step(x, xi, 1.0, "softmax1") - xi[0])
+    assert e1 < e0
+
+
+def test_lambert_w_and_ramsauer_capacity_examples():
+    from scipy.special import lambertw
+
+    z = np.array([0.0, 0.1, 1.0, np.e, 50.0, 1e5])
+    np.testing.assert_allclose(memory.lambert_w0(z), np.real(lambertw(z)), rtol=1e-5)
+    # The two worked examples printed with the theorem: c = 3.1546 (beta 1, K 3, d 20,
+    # p 0.001) and c = 1.3718 (beta 1, K 1, d 75, p 0.001).
+    for d, k, c_paper in ((20, 3.0, 3.1546), (75, 1.0, 1.3718)):
+        log2_n, c, _ = memory.capacity_bound(d, 1.0, k, 0.001)
+        np.testing.assert_allclose(c, c_paper, rtol=1e-4)
+        np.testing.assert_allclose(2.0**log2_n, np.sqrt(0.001) * c ** ((d - 1) / 4), rtol=1e-4)
+    # Fixed beta and K: log2 N_bound grows with d (c grows with d here).
+    logs = [float(memory.capacity_bound(d, 1.0, 3.0, 0.05)[0]) for d in (8, 12, 16, 20)]
+    assert all(b > a for a, b in zip(logs, logs[1:], strict=False))
+
+
+def test_separation_threshold_formula():
+    got = memory.separation_threshold(2.0, 10, 1.5)
+    np.testing.assert_allclose(got, 2 / 20 + np.log(2 * 9 * 10 * 2 * 2.25) / 2, rtol=1e-6)

@@ -101,52 +101,104 @@ def capacity_report(metrics, workdir) -> None:
     _write(workdir, "Storage capacity: softmax vs Softmax_1", lines)
 
 
-def convergence_report(metrics, workdir) -> None:
-    cfg, res = metrics["config"], metrics["results"]
-    color = _colors(cfg["betas"])
-    sets = cfg["pattern_sets"]
+def _model_name(r) -> str:
+    return r["normalizer"] if r.get("alpha") is None else f"gsh a={r['alpha']:g}"
+
+
+def _plot_energy(res, sets, color, path):
+    styles = {"softmax": "-", "softmax1": "--"}
     fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 3.6), squeeze=False)
     for ax, kind in zip(axes[0], sets, strict=True):
         for r in (r for r in res if r["pattern_set"] == kind):
             e = np.asarray(r["mean_energy"])
             gap = np.maximum(e - e[-1], 1e-12)
-            ax.plot(gap, LINE[r["normalizer"]], color=color[r["beta"]],
-                    label=f"{r['normalizer']} b={r['beta']:g}")  # fmt: skip
+            ax.plot(
+                gap,
+                styles.get(r["normalizer"], ":"),
+                color=color[r["beta"]],
+                label=f"{_model_name(r)} b={r['beta']:g}",
+            )
         ax.set(yscale="log", xlabel="update t", ylabel="mean E(x_t) - E(x_T)", title=kind)
-    axes[0][-1].legend(fontsize=6, ncol=2)
+    axes[0][-1].legend(fontsize=5, ncol=2)
     fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "energy_trajectories.png"), dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 3.4), squeeze=False)
+
+def _plot_steps(res, sets, color, path):
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 3.6), squeeze=False)
     for ax, kind in zip(axes[0], sets, strict=True):
         rows = [r for r in res if r["pattern_set"] == kind]
-        labels = [f"{r['normalizer'][-1] if r['normalizer'] != 'softmax' else 's'}"
-                  f"{r['beta']:g}" for r in rows]  # fmt: skip
+        labels = [f"{_model_name(r)} b{r['beta']:g}" for r in rows]
         med = [r["median_steps"] or 0 for r in rows]
-        ax.bar(range(len(rows)), med, color=[color[r["beta"]] for r in rows],
-               hatch=None, edgecolor=["k" if r["normalizer"] == "softmax1" else "none"
-                                      for r in rows])  # fmt: skip
-        ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=60)
-        ax.set(ylabel="median updates to fixed point", title=f"{kind} (s = softmax, 1 = softmax1)")
+        ax.bar(range(len(rows)), med, color=[color[r["beta"]] for r in rows])
+        ax.set_xticks(range(len(rows)), labels, fontsize=5, rotation=75)
+        ax.set(ylabel="median updates to fixed point", title=kind)
     fig.tight_layout()
-    fig.savefig(os.path.join(workdir, "steps_to_fixed_point.png"), dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    header = ["set", "M", "normalizer", "beta", "max energy increase", "monotone",
-              "converged", "median steps", "max steps", "recall", "final norm"]  # fmt: skip
-    rows = [[r["pattern_set"], r["num_patterns"], r["normalizer"], r["beta"],
-             r["max_energy_increase"], r["energy_monotone"], r["converged_fraction"],
-             r["median_steps"], r["max_steps_taken"], r["recall"], r["final_norm"]]
-            for r in res]  # fmt: skip
+
+def convergence_report(metrics, workdir) -> None:
+    cfg, res = metrics["config"], metrics["results"]
+    color = _colors(cfg["betas"])
+    sets = cfg["pattern_sets"]
+    _plot_energy(res, sets, color, os.path.join(workdir, "energy_trajectories.png"))
+    _plot_steps(res, sets, color, os.path.join(workdir, "steps_to_fixed_point.png"))
+    header = [
+        "set",
+        "M",
+        "model",
+        "beta",
+        "max energy increase",
+        "monotone",
+        "converged",
+        "median steps",
+        "max steps",
+        "||grad E|| max (converged)",
+        "||grad E|| max (all)",
+        "recall",
+        "final norm",
+    ]
+    rows = [
+        [
+            r["pattern_set"],
+            r["num_patterns"],
+            _model_name(r),
+            r["beta"],
+            r["max_energy_increase"],
+            r["energy_monotone"],
+            r["converged_fraction"],
+            r["median_steps"],
+            r["max_steps_taken"],
+            r["stationarity_max_converged"],
+            r["stationarity_max"],
+            r["recall"],
+            r["final_norm"],
+        ]
+        for r in res
+    ]
+    monotone = all(r["energy_monotone"] for r in res)
+    conv = [r["stationarity_max_converged"] for r in res if r["stationarity_max_converged"]]
     lines = [
         f"Preset `{cfg['preset']}`: {cfg['num_queries']} noisy queries (noise {cfg['noise']}),"
         f" {cfg['max_steps']} updates, fixed point at max|x_t+1 - x_t| <= {cfg['tol']}. "
-        "Plots: `energy_trajectories.png`, `steps_to_fixed_point.png`.",
+        "Models: softmax, Softmax_1 and GSH (alpha-entmax, energy -(1/beta) Psi_alpha(beta "
+        "xi x) + 0.5 x.x). Stationarity: ||grad E(x_T)|| = ||x_T - T(x_T)|| at the final "
+        "state (0 exactly at a fixed point; a state that met the tolerance has it <= "
+        f"sqrt(d) tol = {np.sqrt(cfg['dim']) * cfg['tol']:.2g}).",
+        "",
+        f"Energy non-increasing in every run: {monotone} (largest increase "
+        f"{max(r['max_energy_increase'] for r in res):.2g}). Largest ||grad E|| at the "
+        f"states that met the tolerance: {max(conv) if conv else float('nan'):.2g}.",
+        "",
+        "![energy](energy_trajectories.png)",
+        "",
+        "![steps](steps_to_fixed_point.png)",
         "",
         *_table(header, rows),
     ]
-    _write(workdir, "Convergence: energy and fixed points, softmax vs Softmax_1", lines)
+    _write(workdir, "Convergence: energy and fixed points, softmax vs Softmax_1 vs GSH", lines)
 
 
 def noop_report(metrics, workdir) -> None:

@@ -10,7 +10,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-COLORS = {"softmax": "tab:blue", "softmax1": "tab:red", "clipped": "tab:green", "gsh": "tab:purple"}
+COLORS = {
+    "softmax": "tab:blue",
+    "softmax1": "tab:red",
+    "clipped": "tab:green",
+    "clipped_softmax1": "tab:olive",
+    "gsh": "tab:purple",
+    "gated": "tab:cyan",
+    "gated_softmax1": "tab:pink",
+}
 
 
 def _bars(ax, names, values, title, ylabel=None):
@@ -18,7 +26,7 @@ def _bars(ax, names, values, title, ylabel=None):
     ax.set_title(title, fontsize=10)
     if ylabel:
         ax.set_ylabel(ylabel)
-    ax.tick_params(axis="x", labelsize=8)
+    ax.tick_params(axis="x", labelsize=7, rotation=30)
 
 
 def _plot_errors(res, path):
@@ -49,6 +57,7 @@ def _plot_outliers(res, path):
         if curve:
             ax.plot(curve["layer"], curve["kurtosis"], "o-", color=COLORS.get(n), label=n)
     ax.set(xlabel="encoder block", title="kurtosis of encoder block outputs")
+    ax.tick_params(axis="x", labelsize=7)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -83,16 +92,20 @@ def write(metrics: dict, workdir: str) -> None:
     _plot_forecast(res, os.path.join(workdir, "forecast.png"))
     m = metrics["model"]
     lines = [
-        "# STanHop-Net: Hopfield normalizers compared",
+        "# STanHop-Net: Hopfield variants compared",
         "",
         f"Preset `{metrics['preset']}`: {metrics['num_steps']} steps of batch "
         f"{metrics['batch_size']}; in {m['in_len']}, out {m['out_len']}, seg {m['seg_len']}, "
         f"d_model {m['d_model']}, {m['num_layers']} encoder blocks, {m['num_heads']} heads, "
-        f"factor {m['factor']}. Test: {metrics['test_windows']} windows (errors on "
+        f"factor {m['factor']}; cross-series stage `{m.get('cross_series', 'router')}`, "
+        f"Hopfield sublayers `{m.get('hopfield_sublayer', 'hflayers')}`. Variants (model "
+        f"overrides): "
+        + "; ".join(f"`{n}` {v}" for n, v in metrics.get("variants", {}).items())
+        + f". Test: {metrics['test_windows']} windows (errors on "
         f"standardized values); outliers over {metrics['outlier_windows']} windows; W8A8 "
         f"ranges from {metrics['calib_batches']} validation batches (running min/max).",
         "",
-        "| normalizer | MSE | MAE | W8A8 MSE | W8A8 MAE | avg kurtosis | max kurtosis | "
+        "| variant | MSE | MAE | W8A8 MSE | W8A8 MAE | avg kurtosis | max kurtosis | "
         "max inf-norm | zero assoc. | GSH alpha mean [min, max] | train s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]

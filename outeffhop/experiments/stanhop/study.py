@@ -1,7 +1,9 @@
-"""STanHop-Net normalizer study: train each Hopfield normalizer, then MSE/MAE, outliers, W8A8.
+"""STanHop-Net variant study: train each Hopfield variant, then MSE/MAE, outliers, W8A8.
 
-For every normalizer in ``config.study.normalizers`` (softmax, softmax1, clipped, gsh) the
-study trains the config with the trainer (``workdir/<normalizer>``, resumable), then on the
+For every variant in ``config.study.variants`` (``VARIANTS``: the normalizers softmax = the
+vanilla model, softmax1 = OutEffHop, clipped, clipped_softmax1, gsh = STanHop's own, and the
+per-head gated models gated / gated_softmax1) the study sets ``config.model`` accordingly,
+trains it with the trainer (``workdir/<variant>``, resumable), then on the
 test split evaluates it by the outlier protocol (``outeffhop.measure.evaluate``): MSE and
 MAE (standardized values), the outlier statistics of the model's "paper" module set (avg
 kurtosis, max inf-norm) and the W8A8 post-training-quantized MSE/MAE (ranges calibrated on
@@ -26,6 +28,27 @@ from outeffhop.models import stanhop
 from outeffhop.train import train_and_evaluate
 from outeffhop.train.tasks import stanhop as stanhop_task
 
+GATE = "conditional_per_token"  # the gated-attention baseline's default gate
+VARIANTS = {  # variant -> config.model overrides
+    "softmax": dict(normalizer="softmax", gate="none"),
+    "softmax1": dict(normalizer="softmax1", gate="none"),
+    "clipped": dict(normalizer="clipped", gate="none"),
+    "clipped_softmax1": dict(normalizer="clipped_softmax1", gate="none"),
+    "gsh": dict(normalizer="gsh", gate="none"),
+    "gated": dict(normalizer="softmax", gate=GATE),
+    "gated_softmax1": dict(normalizer="softmax1", gate=GATE),
+}
+
+
+def variant_config(config, name: str):
+    """A copy of ``config`` with the model overrides of variant ``name``."""
+    if name not in VARIANTS:
+        raise ValueError(f"study.variants must name variants among {', '.join(VARIANTS)}; "
+                         f"got {name!r}.")  # fmt: skip
+    cfg = config.copy_and_resolve_references()
+    cfg.model.update(VARIANTS[name])
+    return cfg
+
 
 def _batches(cfg, split: str, batch_size: int, limit: int) -> list[dict]:
     """Up to ``limit`` (0 = all) batches of ``split`` in time order (padding rows weigh 0)."""
@@ -43,6 +66,14 @@ def _forward(model):
         return {"se": se, "ae": ae, "w": w}
 
     return forward
+
+
+def _valid_rows(batch: dict) -> dict:
+    """The batch without its padding rows (weight 0). Outlier rows of STanHop modules are
+    (window, series) or (window, segment) pairs, so a per-window mask cannot be applied to
+    the captured statistics; the padding is dropped from the inputs instead."""
+    keep = np.asarray(batch["weight"]) > 0
+    return batch if keep.all() else {k: np.asarray(v)[keep] for k, v in batch.items()}
 
 
 def _errors(sums: dict) -> dict:
@@ -87,8 +118,7 @@ def evaluate(cfg, params, test, calib, outlier_batches: int) -> dict:
         calib_batches=calib,
         module_sets={"paper": stanhop.OUTLIER_MODULES["paper"]},
         inputs_fn=lambda b: ((b["x"],), {}),
-        valid_fn=evaluation.weighted_rows,
-        outlier_batches=test[:outlier_batches],
+        outlier_batches=[_valid_rows(b) for b in test[:outlier_batches]],
     )
     paper = row["outliers"]["paper"]
     return {
@@ -109,8 +139,8 @@ def evaluate(cfg, params, test, calib, outlier_batches: int) -> dict:
 def run(config, workdir: str) -> dict:
     """Trains and evaluates every normalizer; returns (and writes) the metrics."""
     study = config.study
-    for n in study.normalizers:
-        stanhop.check_config(stanhop.get_config(normalizer=n))  # ValueError naming it
+    for n in study.variants:
+        stanhop.check_config(stanhop_task.model_config(variant_config(config, n)))
     os.makedirs(workdir, exist_ok=True)
     cfg0 = config.copy_and_resolve_references()
     test = _batches(cfg0, "test", study.eval_batch_size, study.test_batches)
@@ -121,12 +151,11 @@ def run(config, workdir: str) -> dict:
             f"got {study.outlier_batches}."
         )
     results = {}
-    for n in study.normalizers:
-        cfg = config.copy_and_resolve_references()
-        cfg.model.normalizer = n
+    for n in study.variants:
+        cfg = variant_config(config, n)
         start = time.time()
         logging.info("stanhop study: training %s", n)
-        print(f"[stanhop] training normalizer={n} ...", flush=True)
+        print(f"[stanhop] training variant={n} ...", flush=True)
         state = train_and_evaluate(cfg, os.path.join(workdir, n))
         train_s = time.time() - start
         params = jax.device_get(state["params"])
@@ -145,6 +174,7 @@ def run(config, workdir: str) -> dict:
         "num_steps": config.num_steps,
         "batch_size": config.batch_size,
         "model": config.model.to_dict(),
+        "variants": {n: VARIANTS[n] for n in study.variants},
         "test_windows": int(sum(float(b["weight"].sum()) for b in test)),
         "outlier_windows": int(
             sum(float(b["weight"].sum()) for b in test[: study.outlier_batches])
