@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import sys
 import time
 
 import flax.linen as nn
@@ -278,6 +279,8 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
 def _train(run: _Run, workdir: str) -> dict:
     cfg = run.cfg
     pidx, pcount = jax.process_index(), jax.process_count()
+    say = _progress(cfg.progress_bar and pidx == 0)
+    say("preparing data (a tokenizer is trained and cached on first use) ...")
     data_iter = run.task.train_iter(cfg, workdir, pidx, pcount)
     mngr = checkpoint.make_manager(workdir, cfg.max_to_keep)
     state = _initial_state(run, mngr, data_iter)
@@ -287,6 +290,7 @@ def _train(run: _Run, workdir: str) -> dict:
         for b in run.task.eval_batches(cfg, workdir, pidx, pcount)
     ]
     start = int(jax.device_get(state["step"]))
+    say("data ready; compiling the train step (the progress bar starts after it) ...")
     log = metrics_log.MetricsLog(
         workdir,
         enabled=pidx == 0,
@@ -302,6 +306,17 @@ def _train(run: _Run, workdir: str) -> dict:
             mngr.close()
         log.close()
     return state
+
+
+def _progress(enabled: bool):
+    """``say(msg)``: one stderr line with the seconds since the first message (or nothing)."""
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if enabled:
+            print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    return say
 
 
 def _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, start):
