@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 
 NORMALIZERS = ("softmax", "softmax1")
 LINE = {"softmax": "-", "softmax1": "--"}
+MARKER = {"softmax": "o", "softmax1": "x"}  # equal curves stay told apart
 
 
 def _colors(values):
@@ -55,12 +56,14 @@ def capacity_report(metrics, workdir) -> None:
                     ]  # fmt: skip
                     ax.plot(
                         [r["num_patterns"] for r in rows], [r["error_rate"] for r in rows],
-                        LINE[n], color=color[b], marker="o", ms=3, label=f"{n} b={b:g}",
+                        LINE[n], color=color[b], marker=MARKER[n], ms=4, clip_on=False,
+                        label=f"{n} b={b:g}",
                     )  # fmt: skip
             ax.set(xscale="log", xlabel="stored patterns M", title=f"{kind}, {corr}")
+            ax.set_ylim(0.0, 1.0)  # a rate (markers on the axes are drawn unclipped)
         axes[0][0].set_ylabel("error rate (nearest memory != target)")
         axes[0][-1].legend(fontsize=6, ncol=2)
-        fig.suptitle(f"capacity, {steps + 1} update(s)")
+        fig.suptitle(f"capacity, {steps + 1} update(s); softmax o solid, softmax1 x dashed")
         fig.tight_layout()
         fig.savefig(os.path.join(workdir, f"capacity_steps{steps}.png"), dpi=110)
         plt.close(fig)
