@@ -7,9 +7,9 @@ import pathlib
 import grain
 import ml_collections
 
-from outeffhop.data import corpus, images, text, timeseries, tokenizer
+from outeffhop.data import corpus, images, synthetic_images, text, timeseries, tokenizer
 
-IMAGE_DATASETS = ("digits", "image_folder")
+IMAGE_DATASETS = ("digits", "image_folder", "canvas_digits")
 DATASETS = (*corpus.TEXT_CORPORA, *IMAGE_DATASETS, "timeseries")
 TASKS = ("mlm", "clm", "classification", "forecast")
 SPLITS = ("train", "eval", "val", "test")  # test: time series only
@@ -235,6 +235,8 @@ def make_dataset(
         raise ValueError(f"split 'test' exists for time series only; got data.name {dcfg.name!r}.")
     if dcfg.name == "timeseries":
         examples, extra = _timeseries_examples(dcfg, split)
+    elif dcfg.name == "canvas_digits":
+        examples, extra = synthetic_images.canvas_digits(dcfg, train)
     elif dcfg.name in IMAGE_DATASETS:
         examples, extra = _image_examples(dcfg, train)
     else:
