@@ -33,3 +33,15 @@ def test_tiny_run(tmp_path):
     res = induction.run(load_config("induction:tiny"), str(tmp_path))
     assert [r["variant"] for r in res["results"]] == ["vanilla", "softmax1"]
     assert (tmp_path / "report.md").exists() and (tmp_path / "induction.png").exists()
+
+
+def test_mark_prob_sets_the_share_of_rows_with_a_copy():
+    rng = np.random.default_rng(0)
+    none = induction.make_batch(rng, 32, 12, 10, mark_prob=0.0)
+    np.testing.assert_array_equal(none["labels"][:, 1:], none["input_ids"][:, 1:])
+    every = induction.make_batch(rng, 32, 12, 10, mark_prob=1.0)
+    assert np.all((every["input_ids"] == induction.MARK).sum(1) == 1)
+    share = (induction.make_batch(rng, 4000, 12, 10, 0.1)["input_ids"] == induction.MARK).any(1)
+    assert abs(share.mean() - 0.1) < 0.02
+    with pytest.raises(ValueError, match="mark_prob"):
+        induction.make_batch(rng, 2, 12, 10, mark_prob=1.5)

@@ -1,7 +1,8 @@
 """The ``induction`` task: a synthetic causal-LM task on which attention heads must learn to no-op.
 
-Rows are ``[BOS, x_1, ..., x_{L-1}]`` of random content tokens; in half the rows one MARK
-token followed by a key token is inserted. The target at position t is the token itself
+Rows are ``[BOS, x_1, ..., x_{L-1}]`` of random content tokens; in a share
+``config.data.mark_prob`` of the rows (default 0.5) one MARK token followed by a key token is
+inserted. The target at position t is the token itself
 (identity: every head must leave the residual stream alone) unless a MARK/key pair came
 earlier, then it is the key (two heads must find and copy it). With softmax a head can only
 "do nothing" by parking its attention on a token whose value is ~0 (here BOS), which the
@@ -24,18 +25,23 @@ BOS, MARK, FIRST_CONTENT = 0, 1, 2
 EVAL_STREAM = 10_000  # eval batches come from seeds (EVAL_STREAM + seed, i)
 
 
-def make_batch(rng: np.random.Generator, batch: int, length: int, vocab: int) -> dict:
+def make_batch(
+    rng: np.random.Generator, batch: int, length: int, vocab: int, mark_prob: float = 0.5
+) -> dict:
     """input_ids [B, L] and labels [B, L] (the target read at each position; -100 = none).
 
-    Target = the token itself, except after a MARK/key pair, where it is the key.
+    Target = the token itself, except after a MARK/key pair, where it is the key. A row
+    holds a MARK with probability ``mark_prob``.
     """
     if vocab < 4 or length < 6:
         raise ValueError(f"vocab must be >= 4 and length >= 6; got {vocab}, {length}.")
+    if not 0.0 <= mark_prob <= 1.0:
+        raise ValueError(f"data.mark_prob must lie in [0, 1]; got {mark_prob}.")
     ids = rng.integers(FIRST_CONTENT, vocab, size=(batch, length), dtype=np.int32)
     ids[:, 0] = BOS
     labels = ids.copy()
     labels[:, 0] = -100
-    for b in np.flatnonzero(rng.random(batch) < 0.5):
+    for b in np.flatnonzero(rng.random(batch) < mark_prob):
         i = int(rng.integers(1, length - 3))
         ids[b, i] = labels[b, i] = MARK
         labels[b, i + 2 :] = ids[b, i + 1]
@@ -46,9 +52,11 @@ def _stream(cfg, seed: int, process_index: int, process_count: int):
     n_local = cfg.batch_size // process_count
     lo = process_index * n_local
     length, vocab = cfg.data.seq_len, cfg.model.vocab_size
+    mark_prob = float(cfg.data.get("mark_prob", 0.5))
 
     def batch(i):
-        full = make_batch(np.random.default_rng([seed, int(i)]), cfg.batch_size, length, vocab)
+        rng = np.random.default_rng([seed, int(i)])
+        full = make_batch(rng, cfg.batch_size, length, vocab, mark_prob)
         return {k: v[lo : lo + n_local] for k, v in full.items()}
 
     return grain.MapDataset.range(2**62).map(batch)
@@ -76,7 +84,13 @@ def _check(cfg):
             f"config.data.seq_len must be <= config.model.max_len {cfg.model.max_len}; "
             f"got {cfg.data.seq_len}."
         )
-    make_batch(np.random.default_rng(0), 1, cfg.data.seq_len, cfg.model.vocab_size)
+    make_batch(
+        np.random.default_rng(0),
+        1,
+        cfg.data.seq_len,
+        cfg.model.vocab_size,
+        float(cfg.data.get("mark_prob", 0.5)),
+    )
 
 
 def task() -> Task:
