@@ -42,12 +42,12 @@ def get_config(arg: str = "quick"):
             "vit-tiny", num_layers=4, d_model=128, num_heads=4, d_ff=512, image_size=32
         )
         c.model.patch_size = 4  # 64 patches + CLS = 65 tokens
-        c.batch_size, c.num_steps = 64, 3000
+        c.batch_size, c.num_steps = 32, 4000  # 2080 tokens per step, as OPT's 16 x 128
         c.optim.lr, c.optim.warmup_steps = 2e-3, 200
         c.optim.schedule = "constant"
         c.optim.weight_decay = 0.0
         c.log_every, c.eval_every, c.checkpoint_every = 50, 500, 500
-        c.eval_steps = 3  # the 180 held-out digits (one canvas each)
+        c.eval_steps = 6  # the 180 held-out digits (one canvas each)
     else:
         c.data = data.get_data_config("image_folder")
         c.data.path = ""  # set to the ImageNet train folder (class subfolders)

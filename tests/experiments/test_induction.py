@@ -45,3 +45,27 @@ def test_mark_prob_sets_the_share_of_rows_with_a_copy():
     assert abs(share.mean() - 0.1) < 0.02
     with pytest.raises(ValueError, match="mark_prob"):
         induction.make_batch(rng, 2, 12, 10, mark_prob=1.5)
+
+
+def test_backcopy_rows_follow_the_bigram_or_copy_rule():
+    from outeffhop.train.tasks import induction as task
+
+    vocab, trig, branch = 32, 3, 4
+    b = task.make_backcopy_batch(np.random.default_rng(1), 64, 40, vocab, trig, branch)
+    ids, labels = b["input_ids"], b["labels"]
+    table = task.successors(vocab, branch)
+    assert np.all(ids[:, 0] == task.BOS) and np.all(ids[:, 1:] >= task.FIRST_CONTENT)
+    np.testing.assert_array_equal(labels[:, 1:-1], ids[:, 2:])  # next-token targets
+    assert np.all(labels[:, 0] == -100) and np.all(labels[:, -1] == -100)
+    copies = 0
+    for row in ids:
+        for t in range(1, len(row) - 1):
+            if row[t] < task.FIRST_CONTENT + trig and t >= 2:
+                assert row[t + 1] == row[t - 1]
+                copies += 1
+            else:
+                assert row[t + 1] in table[row[t]]
+    assert copies > 0
+    np.testing.assert_array_equal(table, task.successors(vocab, branch))  # fixed table
+    with pytest.raises(ValueError, match="branch"):
+        task.successors(vocab, 40)
