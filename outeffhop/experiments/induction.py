@@ -53,7 +53,8 @@ def _metric(sums):
 def _variant_config(config, variant: str):
     cfg = copy.deepcopy(config)
     cfg.model.attention.update(VARIANTS[variant])
-    del cfg.study
+    with cfg.unlocked():  # configs from the command line come locked
+        del cfg.study
     return cfg
 
 
