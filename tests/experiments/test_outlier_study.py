@@ -115,3 +115,16 @@ def test_reproduce_tiny_end_to_end_and_mismatched_checkpoint(tmp_path):
         [*base, "--config.model.d_model=64"], cwd=root, capture_output=True, text=True
     )
     assert bad.returncode == 1 and "another shape" in bad.stderr
+
+
+def test_rewrite_reports_the_finished_runs(tmp_path):
+    for variant, scale in (("vanilla", 1.0), ("softmax1", 0.5)):
+        for seed in (0, 1):
+            run = tmp_path / "runs" / "bert" / variant / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "eval.json").write_text(json.dumps(fake_row(variant, seed, scale)))
+    text = report.rewrite(str(tmp_path), "cpu")
+    assert "4 finished runs" in text and "| softmax1 vs vanilla | max inf-norm | -50.0 % |" in text
+    assert (tmp_path / "report.md").read_text() == text
+    with pytest.raises(ValueError, match="no finished run"):
+        report.rewrite(str(tmp_path / "empty"), "cpu")

@@ -309,3 +309,35 @@ def write(rows: list[dict], workdir: str, meta: dict, variants) -> str:
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump({"meta": meta, "table": numbers, "paired": pairs, "rows": rows}, f, indent=1)
     return text
+
+
+def rewrite(workdir: str, preset: str = "cpu") -> str:
+    """Regenerate ``report.md`` / ``metrics.json`` from the finished runs' ``eval.json``.
+
+    For a study still running (the scheduler writes the report only when a run of it ends);
+    the variants and notes are those of ``configs/reproduce.py:<preset>``, the wall time the
+    sum of the runs' own times.
+    """
+    from outeffhop.experiments.outlier_study.scheduler import collect
+    from outeffhop.launch.configs import load_config
+
+    config = load_config(f"reproduce:{preset}")
+    rows = collect(workdir)
+    if not rows:
+        raise ValueError(f"workdir {workdir!r} holds no finished run (runs/*/*/*/eval.json).")
+    steps = sorted({(r["family"], r["steps"]) for r in rows})
+    meta = {
+        "preset": preset,
+        "steps": ", ".join(f"{f} {s}" for f, s in steps),
+        "seeds": max(r["seed"] for r in rows) + 1,
+        "machine": f"{len(rows)} finished runs, one training process at a time",
+        "wall_s": sum(r.get("train_s", 0.0) + r.get("eval_s", 0.0) for r in rows),
+        "notes": list(config.notes),
+    }
+    return write(rows, workdir, meta, list(config.variants))
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(rewrite(*sys.argv[1:]))
