@@ -80,7 +80,7 @@ def get_config(arg: str = "quick"):
         c.notes = (
             "cpu preset: OPT and BERT 4L/128, 5000 steps of batch 16 x 128 tokens, lr 2e-3 "
             "constant after warmup, no dropout or weight decay; ViT 4L/128 on 32x32 canvases "
-            "(65 tokens), 3000 steps of batch 64, lr 2e-3 constant, no weight decay. Seeds "
+            "(65 tokens), 4000 steps of batch 32, lr 2e-3 constant, no weight decay. Seeds "
             "change the init draw and dropout keys; the data order is the same for every run "
             "(data.seed 0). Clipped softmax: OPT alpha = 12 (gamma = -12/128), BERT gamma = "
             "-0.5/128, ViT gamma = -1e-5 (docs/table.md: what each does at init). The stdlib "
