@@ -5,10 +5,10 @@ Command (about 1-3 min on 2 CPU cores):
   .venv/bin/python benchmarks/bench_hopfield_layer.py --repeats 5 --batch 8   # quicker
 
 hflayers' ``Hopfield(64, num_heads=8)`` on (32, 256, 64) is the reference shape (an earlier
-measurement of hflayers itself: ~285 ms fwd+bwd in PyTorch on this machine). Every variant is compiled first, then timed in
-interleaved rounds (load changes on a shared machine hit all variants alike); the table gives
-median wall ms, state patterns per second (B * L / wall time), median process CPU ms, and
-ratios of medians.
+measurement of hflayers itself: ~285 ms fwd+bwd in PyTorch on this machine). Every variant is
+compiled first, then timed in interleaved rounds (load changes on a shared machine hit all
+variants alike); the table gives median wall ms, state patterns per second (B * L / wall
+time), median process CPU ms, and ratios of medians.
 """
 
 from __future__ import annotations

@@ -8,8 +8,14 @@ Presets:
     cpu    4L/128/4H/512, WordPiece 8192, seq 128, 6000 steps of batch 16 (~1 h on 2 cores;
            an earlier d=64 run reached MLM loss ~5.3 after 5000 steps).
     paper  bert-base (12L/768/12H), seq 128, batch 256, 200k steps, AdamW lr 1e-4 linear,
-           warmup 10k, wd 0.01, clip 1.0, BookCorpus + Wikipedia (needs `pip install
-           outeffhop[data]` and the corpora cached locally); TPU pod / multi-GPU scale.
+           warmup 10k, wd 0.01, clip 1.0; TPU pod / multi-GPU scale. Reads token shards:
+           prepare them once from BookCorpus + Wikipedia parquet files (or any text or
+           parquet folder; `pip install outeffhop[data]`), then train (docs/data.md):
+        python scripts/prepare_data.py --config configs/bert.py:paper \
+            --config.data.name=parquet --config.data.path=/data/corpus \
+            --config.data.shards_dir=/data/shards/bert128
+        python scripts/train.py --config configs/bert.py:paper \
+            --config.data.shards_dir=/data/shards/bert128 --workdir gs://bucket/bert
 Pick the attention variant with e.g. --config.model.attention.normalizer=softmax1.
 """
 
@@ -44,8 +50,11 @@ def get_config(arg: str = "quick"):
         c.eval_steps = 16
     else:
         c.model = models.get_config("bert-base")  # 12L/768/12H, vocab 30522, dropout 0.1
-        c.data.name = "bookcorpus_wikipedia"  # HF datasets, cached locally
+        c.data.name = "bookcorpus_wikipedia"  # prepare: HF parquet forms, or name=parquet
+        c.data.format = "shards"  # memory-mapped token shards from scripts/prepare_data.py
+        c.data.shards_dir = ""  # required: the folder prepare_data.py wrote
         c.data.vocab_size, c.data.seq_len = 30522, 128
+        c.data.tokenizer_max_chars = 200_000_000  # prepare: WordPiece from a 200 MB sample
         c.batch_size, c.num_steps = 256, 200_000
         c.optim.lr, c.optim.warmup_steps = 1e-4, 10_000
         c.optim.weight_decay = 0.01

@@ -1,7 +1,7 @@
 """Outlier induction: heads that must learn to no-op (the synthetic ``induction`` task).
 
 Command (quick):
-    python scripts/induction.py --config configs/induction.py:quick --workdir runs/induction
+    python scripts/run.py --config configs/induction.py:quick --workdir runs/induction
 Presets: tiny (tests: 2 variants, 4 steps), quick (4 variants, 3000 steps of 2L/64), cpu
 (6 variants, 6000 steps, d=128). Each variant trains with the trainer (AdamW at a constant
 lr, no weight decay or clipping) into <workdir>/<variant> and resumes there.
@@ -22,6 +22,7 @@ def get_config(arg: str = "quick"):
     a = parse_arg(arg, presets=("tiny", "quick", "cpu", "backcopy"), default="quick")
     c = base_config()
     c.task = "induction"  # outeffhop.train.tasks.induction
+    c.experiment = "outeffhop.experiments.induction"  # run by scripts/run.py
     c.model = models.get_config(
         "opt-tiny", num_layers=2, d_model=64, num_heads=4, d_ff=256, vocab_size=32, max_len=32
     )  # pre-LN causal OPT; vocab = BOS, MARK and 30 content tokens

@@ -1,6 +1,6 @@
 """Storage capacity of softmax vs Softmax_1 Hopfield retrieval (random patterns and digits).
 
-Run:     python scripts/memory_capacity.py --config configs/memory_capacity.py:quick \
+Run:     python scripts/run.py --config configs/memory_capacity.py:quick \
              --workdir runs/memory_capacity
 Library: outeffhop.experiments.memory.storage_capacity.run(get_config("quick"), workdir)
 Runtime: quick 15 s CPU, cpu 30 s CPU on one core (1-1.5 min wall on the busy shared box).
@@ -24,6 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset = a.preset
     quick = preset == "quick"
     c = ml_collections.ConfigDict()
+    c.experiment = "outeffhop.experiments.memory.storage_capacity"  # run by scripts/run.py
     c.preset = preset  # name of this preset, recorded in the report
     c.seed = 0  # seeds the patterns, the probed targets and the corruptions
     c.dim = 64  # pattern size (64 = 8x8 digits; the random set uses the same)

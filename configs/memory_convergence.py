@@ -1,6 +1,6 @@
 """Convergence of softmax vs Softmax_1 Hopfield updates: energy trajectories, fixed points.
 
-Run:     python scripts/memory_convergence.py --config configs/memory_convergence.py:quick \
+Run:     python scripts/run.py --config configs/memory_convergence.py:quick \
              --workdir runs/memory_convergence
 Library: outeffhop.experiments.memory.convergence.run(get_config("quick"), workdir)
 Runtime: quick 5 s CPU, cpu 11 s CPU on one core (15 s / 95 s wall on the busy shared box).
@@ -21,6 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset = a.preset
     quick = preset == "quick"
     c = ml_collections.ConfigDict()
+    c.experiment = "outeffhop.experiments.memory.convergence"  # run by scripts/run.py
     c.preset = preset  # name of this preset, recorded in the report
     c.seed = 0  # seeds the patterns, the probed targets and the noise
     c.dim = 64  # pattern size (64 = 8x8 digits; the random set uses the same)

@@ -1,6 +1,6 @@
 """No-op behaviour of softmax vs Softmax_1 retrieval for queries unrelated to every memory.
 
-Run:     python scripts/memory_noop.py --config configs/memory_noop.py:quick \
+Run:     python scripts/run.py --config configs/memory_noop.py:quick \
              --workdir runs/memory_noop
 Library: outeffhop.experiments.memory.noop.run(get_config("quick"), workdir)
 Runtime: quick 8 s CPU, cpu 14 s CPU on one core (25 s / 70 s wall on the busy shared box).
@@ -24,6 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset = a.preset
     quick = preset == "quick"
     c = ml_collections.ConfigDict()
+    c.experiment = "outeffhop.experiments.memory.noop"  # run by scripts/run.py
     c.preset = preset  # name of this preset, recorded in the report
     c.seed = 0  # seeds the patterns and the queries
     c.dim = 64  # pattern size (64 = 8x8 digits; the random set uses the same)

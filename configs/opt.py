@@ -8,8 +8,8 @@ Presets:
            1.5 MB corpus cap.
     cpu    4L/128/4H/512, BPE 8192, block 128, 6000 steps of batch 16 (~1 h on 2 cores).
     paper  opt-125m (12L/768/12H, ffn 3072), block 512, batch 192, 125k steps, AdamW
-           lr 4e-4 linear, warmup 2k, wd 0.1, clip 1.0, BookCorpus + Wikipedia (needs `pip
-           install outeffhop[data]` and the corpora cached locally); multi-GPU / TPU scale.
+           lr 4e-4 linear, warmup 2k, wd 0.1, clip 1.0; multi-GPU / TPU scale. Reads token
+           shards written once by scripts/prepare_data.py (see configs/bert.py, docs/data.md).
 Pick the attention variant with e.g. --config.model.attention.normalizer=softmax1.
 """
 
@@ -44,8 +44,11 @@ def get_config(arg: str = "quick"):
         c.eval_steps = 16
     else:
         c.model = models.get_config("opt-125m")  # 12L/768/12H, ffn 3072, vocab 50272
-        c.data.name = "bookcorpus_wikipedia"  # HF datasets, cached locally
+        c.data.name = "bookcorpus_wikipedia"  # prepare: HF parquet forms, or name=parquet
+        c.data.format = "shards"  # memory-mapped token shards from scripts/prepare_data.py
+        c.data.shards_dir = ""  # required: the folder prepare_data.py wrote
         c.data.vocab_size, c.data.seq_len = 50272, 512
+        c.data.tokenizer_max_chars = 2_000_000_000  # prepare: BPE from a 2 GB sample
         c.batch_size, c.num_steps = 192, 125_000
         c.optim.lr, c.optim.warmup_steps = 4e-4, 2_000
         c.optim.weight_decay = 0.1

@@ -1,7 +1,7 @@
 """Prompt tuning of the frozen 1-layer 1-head transformer, exact vs polynomial attention.
 
 Command:
-  .venv/bin/python scripts/prompt_tuning.py --config configs/prompt_tuning.py:quick \
+  .venv/bin/python scripts/run.py --config configs/prompt_tuning.py:quick \
       --workdir runs/prompt_tuning
 Presets: quick (~30 s on a 2-core CPU), cpu (~3 min).
 Expected: the loss falls on both tasks for every variant (P is the only trained tensor);
@@ -21,6 +21,7 @@ def get_config(arg=None):
     a = parse_arg(arg, presets=("quick", "cpu"), default="cpu")
     quick = a.preset == "quick"
     c = ml_collections.ConfigDict()
+    c.experiment = "prompt_theory.experiments.prompt_tuning"  # run by scripts/run.py
     c.seed = 0  # PRNG seed for weights, data, prompt init and minibatches
     c.seq_len = 8  # L: input tokens per example
     c.eval_degree = 3  # degree of poly attention in the report's "poly" loss column

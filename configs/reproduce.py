@@ -1,7 +1,7 @@
 """The outlier / W8A8 study (OutEffHop's table): every variant of BERT, OPT and ViT.
 
 Command (quick; the README's main job; about 10 min on 2 CPU cores):
-    python scripts/reproduce.py --config configs/reproduce.py:quick --workdir results
+    python scripts/run.py --config configs/reproduce.py:quick --workdir results
 Presets:
     tiny   3 steps per run, 2 variants, BERT only: the end-to-end test (~1 min).
     quick  tiny models (2L/32), 150 steps per run, 6 variants x 3 families, one seed. Shows
@@ -31,6 +31,7 @@ def get_config(arg: str = "quick"):
     a = parse_arg(arg, presets=PRESETS, default="quick")
     arg = a.preset
     c = ml_collections.ConfigDict()
+    c.experiment = "outeffhop.experiments.outlier_study"  # run by scripts/run.py
     c.preset = {"tiny": "quick"}.get(arg, arg)  # preset of configs/<family>.py per job
     c.families = ("bert", "opt", "vit")  # model families trained
     c.variants = tuple(

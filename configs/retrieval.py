@@ -1,6 +1,6 @@
 """Associative-memory retrieval on 8x8 digits: softmax vs Softmax_1 (one Hopfield update).
 
-Run:     python scripts/retrieval.py --config configs/retrieval.py:quick --workdir runs/retrieval
+Run:     python scripts/run.py --config configs/retrieval.py:quick --workdir runs/retrieval
 Runtime: quick ~10 s, cpu ~30 s on 2 CPU cores.
 Expect:  at large beta (>= 64) both normalizers recall noisy and half-occluded digits
          (accuracy near 1); unrelated queries anti-aligned with every memory ("inverted")
@@ -18,6 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = parse_arg(arg, presets=PRESETS, default="quick")
     preset = a.preset
     c = ml_collections.ConfigDict()
+    c.experiment = "outeffhop.experiments.memory.retrieval"  # run by scripts/run.py
     c.preset = preset  # name of this preset, recorded in the report
     c.seed = 0  # seeds the pattern subset, the corruptions and the unrelated queries
     c.num_patterns = 500 if preset == "quick" else 1797  # stored digits (1797 = all)

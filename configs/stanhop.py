@@ -4,7 +4,7 @@ Command (quick, ~1-2 min on a 2-core CPU; validation MSE on standardized values 
 to ~0.3-0.4 on the shipped EPF FR/BE electricity series):
     python scripts/train.py --config configs/stanhop.py:quick --workdir runs/stanhop_quick
 The normalizer study (every normalizer, MSE/MAE, outliers, W8A8):
-    python scripts/stanhop.py --config configs/stanhop.py:quick --workdir runs/stanhop_study
+    python scripts/run.py --config configs/stanhop.py:quick --workdir runs/stanhop_study
 Presets:
     quick          2 layers, d_model 32, 4 router patterns, 300 steps of batch 32, lr 1e-3.
     paper          ETTh1 settings (STanHop-Net paper): in 168, out 24, seg 6, d_model 256,
@@ -27,6 +27,7 @@ def get_config(arg: str | None = None):
     preset = a.preset
     c = base_config()
     c.task = "stanhop"  # outeffhop.train.tasks.stanhop
+    c.experiment = "outeffhop.experiments.stanhop.study"  # run by scripts/run.py
     c.preset = preset  # name of this preset, recorded in reports
     c.model = stanhop.get_config("paper")  # paper sizes; quick shrinks them below
     c.model.num_series = 0  # 0 = the data's number of variables

@@ -1,6 +1,6 @@
 """Universality by explicit construction: error vs delta, prompt length vs 1/delta.
 
-Command: .venv/bin/python scripts/universality.py --config configs/universality.py:quick \
+Command: .venv/bin/python scripts/run.py --config configs/universality.py:quick \
     --workdir runs/universality
 Runtime (2 CPU cores shared with other jobs): quick ~60 s wall (~15 s CPU); cpu ~4 min.
 Expected: every error within the stated bound (sup <= C delta/2 + ~1e-4, below the theory's
@@ -16,6 +16,7 @@ from outeffhop.launch.configs import parse_arg
 def get_config(arg=None):
     a = parse_arg(arg, presets=("quick", "cpu"), default="cpu")
     c = ml_collections.ConfigDict()
+    c.experiment = "prompt_theory.experiments.universality"  # run by scripts/run.py
     c.seed = 0  # PRNG seed for evaluation inputs and the random_cos target
     c.shapes = ((1, 2), (1, 3), (2, 2), (2, 3))  # (d, L): d*L = 2, 3, 4, 6
     c.grids = (2, 3, 4, 6, 8, 16, 32, 64)  # G = 1/delta cells per coordinate

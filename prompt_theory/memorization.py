@@ -4,6 +4,20 @@ For N random pairs and a fixed random frozen model, ``memorize`` tunes prompts o
 lengths at once (padded, masked, vmapped) and ``sweep_point`` reports the smallest length that
 reaches sup error eps: an upper estimate to set beside the lower bounds of
 ``prompt_theory.bounds``.
+
+Every output coordinate. With all D coordinates scored the frozen model (width D = head
+width, F_pre the identity, W_K and W_V square and invertible) has a structural limit that no
+prompt length removes. A prompt token's value is tied to its key, v_p = k_p M with
+M = W_K^{-1} W_V, so the prompt's share of a row's attention output is
+    a_P(q) = sum_p w_p(q) v_p = (sum_p w_p(q) k_p) M = (1/s) grad_q log Z_P(q) M,
+    Z_P(q) = sum_p exp(s q . k_p),
+the gradient of a convex function of the row's query, hence monotone:
+(g(q_i) - g(q_j)) . (q_i - q_j) >= 0 for g = a_P M^{-1}. The input tokens' share (weight
+1 - lambda_l, lambda_l = Z_P / (Z_P + Z_X)) mixes in, so this binds exactly only where the
+prompt dominates the softmax. ``needed_attention`` finds per row the attention output that
+F_post needs (a free vector per row), ``monotone_violations`` counts the row pairs whose
+needed g's violate monotonicity. Scoring only d_out < D coordinates leaves D - d_out free
+directions per row, which is why the first-coordinate sweep succeeds.
 """
 
 from __future__ import annotations
@@ -80,12 +94,18 @@ def memorize(params, x, y, lengths, *, eps, steps, lr, restarts, check_every, ke
     return best < eps, best
 
 
-def sweep_point(N, L, d, cfg, key) -> dict:
-    """Smallest prompt length (among cfg.lengths) that memorises N random pairs to cfg.eps."""
+def problem(N, L, d, cfg, key):
+    """(params, x [N, L, d], y [N, L, d_out], tuning key): a fresh frozen model and random pairs."""
     kp, kx, ky, kt = jax.random.split(key, 4)
     params = model.init_params(kp, d, d_ff=cfg.ffn_mult * d, ffn_layers=cfg.ffn_layers)
     x = jax.random.uniform(kx, (N, L, d))
     y = jax.random.uniform(ky, (N, L, cfg.d_out), maxval=cfg.value_range)
+    return params, x, y, kt
+
+
+def sweep_point(N, L, d, cfg, key) -> dict:
+    """Smallest prompt length (among cfg.lengths) that memorises N random pairs to cfg.eps."""
+    params, x, y, kt = problem(N, L, d, cfg, key)
     ok, best = memorize(
         params,
         x,
@@ -113,6 +133,38 @@ def sweep_point(N, L, d, cfg, key) -> dict:
             N, L, cfg.d_out, cfg.eps, d * math.log2(levels), cfg.value_range
         ),
     }
+
+
+def needed_attention(params, x, y, *, steps: int = 3000, lr: float = 0.05):
+    """(a [N, L, d_v], sup error): per row the attention output F_post needs, by Adam on a free
+    vector per row: min_a |F_post(x + a W_O) - y|^2 (F_pre the identity; y scores all D)."""
+    wo, tx = params["attn"]["wo"], optax.adam(lr)
+
+    def out(a):
+        h = x + a @ wo
+        return h + model.mlp(params["ffn"], h) if params.get("ffn") else h
+
+    def body(carry, _):
+        a, st = carry
+        g = jax.grad(lambda a: jnp.mean((out(a) - y) ** 2))(a)
+        upd, st = tx.update(g, st)
+        return (optax.apply_updates(a, upd), st), None
+
+    a0 = jnp.zeros(x.shape[:-1] + (wo.shape[0],), x.dtype)
+    (a, _), _ = jax.jit(lambda c: jax.lax.scan(body, c, None, length=steps))((a0, tx.init(a0)))
+    return a, float(jnp.abs(out(a) - y).max())
+
+
+def monotone_violations(params, x, a) -> tuple[int, int]:
+    """(violating pairs, pairs): rows i < j with (g_i - g_j) . (q_i - q_j) < 0, where
+    g = a M^{-1}, M = W_K^{-1} W_V, q = x W_Q (the monotone-gradient test, module docstring)."""
+    at = params["attn"]
+    m = jnp.linalg.solve(at["wk"], at["wv"])
+    g = np.asarray(a.reshape(-1, a.shape[-1]) @ jnp.linalg.inv(m))
+    q = np.asarray(x.reshape(-1, x.shape[-1]) @ at["wq"])
+    dots = np.einsum("ijd,ijd->ij", g[:, None] - g[None], q[:, None] - q[None])
+    iu = np.triu_indices(len(q), 1)
+    return int((dots[iu] < 0).sum()), len(iu[0])
 
 
 def _over_seeds(points: list[dict]) -> dict:

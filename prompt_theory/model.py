@@ -6,7 +6,9 @@
   A(Z)    = Z + softmax(s * (Z W_Q)(Z W_K)^T) (Z W_V) W_O    (one head, optional causal mask)
 
 The score scale ``s`` is 1/d (Alman and Song), 1/sqrt(d) or 1, with d the head width.
-The prompted output is ``tau([P, X])[L_p:]``: the last L positions.
+The prompted output is ``tau([P, X])[L_p:]``: the last L positions. One layer means those rows
+need only their own queries: ``prompted_rows`` computes them alone, exact attention in
+O(L n d) instead of O(n^2 d) (``exact_rows``), or through a rows hook such as poly attention.
 Params are a plain dict pytree; prompt tuning differentiates with respect to P only.
 """
 
@@ -46,6 +48,18 @@ def exact_attention(q, k, v, scale: float, causal: bool = False, mask=None) -> j
         n, m = logits.shape[-2:]
         logits = jnp.where(jnp.tril(jnp.ones((n, m), bool)), logits, -jnp.inf)
     return jax.nn.softmax(logits, axis=-1) @ v
+
+
+def exact_rows(q, k, v, scale: float, causal: bool = False) -> jax.Array:
+    """softmax(scale q k^T) v for the last L = q.shape[-2] of the n = k.shape[-2] positions.
+
+    O(L n d); causal: query j (position n - L + j) attends to keys <= n - L + j.
+    """
+    n_rows, n = q.shape[-2], k.shape[-2]
+    mask = None
+    if causal:
+        mask = jnp.arange(n)[None, :] <= (n - n_rows + jnp.arange(n_rows))[:, None]
+    return exact_attention(q, k, v, scale, mask=mask)
 
 
 def mlp(layers: list[dict], z: jax.Array) -> jax.Array:
@@ -95,6 +109,24 @@ def prompted(params, prompt, x, *, scale="1/sqrt(d)", causal=False, attention_fn
         params, prepend_prompt(prompt, x), scale=scale, causal=causal, attention_fn=attention_fn
     )
     return z[..., prompt.shape[0] :, :]
+
+
+def prompted_rows(params, prompt, x, *, scale="1/sqrt(d)", causal=False, rows_fn=None):
+    """tau([P, X])[L_p:] computing only the L output rows (equal to ``prompted``).
+
+    rows_fn(q [..., L, d], k [..., n, d], v, scale, causal) -> [..., L, d_v] attends from the
+    last L positions; None is ``exact_rows``. F_pre still runs on all n tokens (keys, values).
+    """
+    z = prepend_prompt(prompt, x)
+    pre = params.get("ffn_pre", [])
+    if pre:
+        z = z + mlp(pre, z)
+    a, zl = params["attn"], z[..., prompt.shape[0] :, :]
+    q, k, v = zl @ a["wq"], z @ a["wk"], z @ a["wv"]
+    fn = exact_rows if rows_fn is None else rows_fn
+    out = zl + fn(q, k, v, score_scale(scale, q.shape[-1]), causal) @ a["wo"]
+    post = params.get("ffn", [])
+    return out + mlp(post, out) if post else out
 
 
 def _dense(key, d_in, d_out, std):

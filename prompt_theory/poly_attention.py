@@ -49,12 +49,18 @@ def taylor_rel_error(bound: float, degree: int) -> float:
                                           = sum_{m>=0} b^{g+m+1} / (g! m! (g+m+1)),
     a series of positive terms (summed in log space: no cancellation, any b).
     """
+    total = log_taylor_rel_error(bound, degree)
+    return math.exp(total) if total < 700.0 else math.inf
+
+
+def log_taylor_rel_error(bound: float, degree: int) -> float:
+    """log of ``taylor_rel_error(bound, degree)`` (-inf at b = 0); no under- or overflow."""
     _check_degree(degree)
     b = float(bound)
     if not b >= 0 or not math.isfinite(b):
         raise ValueError(f"bound must be a finite float >= 0; got {bound!r}.")
     if b == 0.0:
-        return 0.0
+        return -math.inf
     g, logb, logs = int(degree), math.log(b), []
     for m in itertools.count():
         logs.append(
@@ -63,8 +69,7 @@ def taylor_rel_error(bound: float, degree: int) -> float:
         if m > b and logs[-1] < max(logs) - 40.0:
             break
     top = max(logs)
-    total = top + math.log(sum(math.exp(x - top) for x in logs))
-    return math.exp(total) if total < 700.0 else math.inf
+    return top + math.log(sum(math.exp(x - top) for x in logs))
 
 
 def taylor_degree(bound: float, eps: float) -> int:
@@ -180,25 +185,31 @@ def _unchunk(a, n):
     return a.reshape(a.shape[:-3] + (-1, a.shape[-1]))[..., :n, :]
 
 
-def _noncausal(q, k, v, degree, scale, chunk):
-    # Padded keys get v1 rows of zeros (the ones column too), so they add nothing.
+def _key_sums(k, v, degree, scale, chunk):
+    """phi(K)^T [V, 1] -> [..., r, d_v + 1] by a scan over key chunks (padded keys add 0)."""
     v1 = jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), v.dtype)], axis=-1)
-    ck, cq = min(chunk, k.shape[-2]), min(chunk, q.shape[-2])
-    r = poly_rank(q.shape[-1], degree)
+    ck, r = min(chunk, k.shape[-2]), poly_rank(k.shape[-1], degree)
 
     def add(kv, kc_vc):
         return kv + _features_t(kc_vc[0], degree, scale) @ kc_vc[1], None
 
-    init = jnp.zeros(q.shape[:-2] + (r, v1.shape[-1]), q.dtype)
+    init = jnp.zeros(k.shape[:-2] + (r, v1.shape[-1]), k.dtype)
     kv, _ = jax.lax.scan(add, init, (_chunks(k, ck), _chunks(v1, ck)))
+    return kv
+
+
+def _noncausal(q, k, v, degree, scale, chunk):
+    # Padded keys get v1 rows of zeros (the ones column too), so they add nothing.
+    kv = _key_sums(k, v, degree, scale, chunk)
     apply = lambda qc: jnp.einsum("...rn,...re->...ne", _features_t(qc, degree, scale), kv)  # noqa: E731
-    out = _unchunk(jax.lax.map(apply, _chunks(q, cq)), q.shape[-2])
+    out = _unchunk(jax.lax.map(apply, _chunks(q, min(chunk, q.shape[-2]))), q.shape[-2])
     return out[..., :-1] / out[..., -1:]
 
 
-def _causal(q, k, v, degree, scale, c):
+def _causal(q, k, v, degree, scale, c, init=None):
     # Zero padding goes after every real key, so no real query sees it; padded queries see
     # phi(0) . phi(k) >= 1 > 0, so nothing divides by zero (even in the backward pass).
+    # ``init`` = (sum phi(k) v^T [r, d_v], sum phi(k) [r]) of keys every query sees.
     lead, r, dv = q.shape[:-2], poly_rank(q.shape[-1], degree), v.shape[-1]
     mask = jnp.tril(jnp.ones((c, c), bool))
 
@@ -211,9 +222,35 @@ def _causal(q, k, v, degree, scale, c):
         s = s + jnp.einsum("...jr,...je->...re", fk, qkv[2])
         return (s, z + fk.sum(-2)), num / den[..., None]
 
-    init = (jnp.zeros(lead + (r, dv), q.dtype), jnp.zeros(lead + (r,), q.dtype))
+    if init is None:
+        init = (jnp.zeros(lead + (r, dv), q.dtype), jnp.zeros(lead + (r,), q.dtype))
     _, out = jax.lax.scan(step, init, tuple(_chunks(a, c) for a in (q, k, v)))
     return _unchunk(out, q.shape[-2])
+
+
+def poly_attention_rows(q, k, v, *, degree: int, scale=None, causal=False, chunk: int = 256):
+    """Poly attention of the last L = q.shape[-2] of the m = k.shape[-2] positions only.
+
+    q [..., L, d] are the queries of positions m - L .. m - 1; k [..., m, d], v [..., m, d_v].
+    Equals poly_attention(Q, k, v)[..., -L:, :] for queries Q whose last L rows are q, in
+    O((m + L) r d_v): non-causal, every row sees all m keys; causal, row j sees keys
+    <= m - L + j, so the sums phi(K)^T [V, 1] of the first m - L keys start the causal scan
+    over the last L.
+    """
+    _check_degree(degree)
+    _check_qkv(q, k, v, False)
+    n_rows, m = q.shape[-2], k.shape[-2]
+    if n_rows > m:
+        raise ValueError(f"q must have at most m = {m} rows (the last positions); got {n_rows}.")
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if not causal:
+        return _noncausal(q, k, v, degree, scale, chunk)
+    init = None
+    if m > n_rows:
+        kv = _key_sums(k[..., : m - n_rows, :], v[..., : m - n_rows, :], degree, scale, chunk)
+        init = (kv[..., :-1], kv[..., -1])
+    rest = (k[..., m - n_rows :, :], v[..., m - n_rows :, :])
+    return _causal(q, *rest, degree, scale, min(chunk, n_rows), init)
 
 
 def poly_attention_fn(degree: int, chunk: int = 256):
@@ -222,5 +259,15 @@ def poly_attention_fn(degree: int, chunk: int = 256):
 
     def fn(q, k, v, scale, causal=False):
         return poly_attention(q, k, v, degree=degree, scale=scale, causal=causal, chunk=chunk)
+
+    return fn
+
+
+def poly_rows_fn(degree: int, chunk: int = 256):
+    """The rows hook of ``model.prompted_rows``: rows_fn(q_L, k, v, scale, causal)."""
+    _check_degree(degree)
+
+    def fn(q, k, v, scale, causal=False):
+        return poly_attention_rows(q, k, v, degree=degree, scale=scale, causal=causal, chunk=chunk)
 
     return fn

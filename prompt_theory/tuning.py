@@ -150,7 +150,8 @@ def tune_prompt(params, x, y, cfg, *, key, log=print) -> tuple[jax.Array, dict]:
                 raise FloatingPointError(f"loss became {loss} at step {i}.")
             log(
                 f"step {i:5d} loss {loss:.5f} B_prompt {crit['B_prompt']:.3f} "
-                f"B_eff/sqrt(log n) {crit['ratio']:.3f} b {crit['max_qk_scaled']:.3f} "
+                f"B_eff/sqrt(log n) {crit['ratio']:.3f} (B_crit {crit['B_crit_ratio']:.3f}) "
+                f"b {crit['max_qk_scaled']:.3f} "
                 f"b_out {crit['max_qk_scaled_out']:.3f} "
                 f"{crit['regime']} (degree {crit['degree']}, rank {crit['rank']})"
             )

@@ -25,7 +25,7 @@ def main():
         main_job.run(workdir.value, preset.value, tuple(only.value))
         print(cli.results_line(workdir.value), flush=True)
 
-    app.run(run)
+    app.run(run, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def main():
             sys.exit(2)
         print(cli.results_line(workdir.value), flush=True)
 
-    app.run(run)
+    app.run(run, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

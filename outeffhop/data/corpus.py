@@ -4,20 +4,18 @@ import ast
 import hashlib
 import importlib
 import json
-import os
 import pathlib
 import sys
 import sysconfig
 from collections.abc import Iterator
 
 import numpy as np
+from etils import epath
 
-HF_CORPORA = {
-    "wikitext2": (("wikitext", "wikitext-2-raw-v1"),),
-    "wikitext103": (("wikitext", "wikitext-103-raw-v1"),),
-    "bookcorpus_wikipedia": (("bookcorpus", None), ("wikipedia", "20220301.en")),
-}
-TEXT_CORPORA = ("stdlib", "text_files", *HF_CORPORA)
+from outeffhop.data import hf_corpus
+from outeffhop.data.tokenizer import write_atomic
+
+TEXT_CORPORA = ("stdlib", "text_files", *hf_corpus.FILE_FORMATS, *hf_corpus.HF_CORPORA)
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 _MIN_DOC_CHARS = 20  # drops one-word docstrings ("Return self.") that carry no prose
 
@@ -74,14 +72,11 @@ def stdlib_documents(max_chars: int = 0, cache_dir: str | None = None) -> list[s
     if not cache_dir:
         return _take(_iter_stdlib_documents(), max_chars)
     tag = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    cache = pathlib.Path(cache_dir) / f"stdlib-corpus-py{tag}-max{max_chars}.json"
+    cache = epath.Path(cache_dir) / f"stdlib-corpus-py{tag}-max{max_chars}.json"
     if cache.exists():
         return json.loads(cache.read_text(encoding="utf-8"))
     docs = _take(_iter_stdlib_documents(), max_chars)  # parses only as far as needed
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(docs), encoding="utf-8")
-    tmp.replace(cache)  # atomic: concurrent processes never read a half-written file
+    write_atomic(cache, json.dumps(docs).encode("utf-8"))
     return docs
 
 
@@ -95,12 +90,9 @@ def _read_text(path: pathlib.Path) -> str:
         raise ValueError(f"data.path: {path} is not UTF-8 text ({e.reason}).") from e
 
 
-def text_file_documents(path: str, max_chars: int = 0) -> list[str]:
-    """Paragraphs (blank-line separated) of a UTF-8 text file, or of every file under a folder.
-
-    Folder files are read in sorted order, hidden files skipped. Raises FileNotFoundError for a
-    missing path and ValueError for a binary/non-UTF-8 file or a corpus with no text.
-    """
+def iter_text_files(path: str) -> Iterator[str]:
+    """Paragraphs (blank-line separated) of a UTF-8 text file, or of every file under a folder,
+    one file in memory at a time; folder files in sorted order, hidden files skipped."""
     if not path:
         raise ValueError("data.path must name a text file or folder when data.name='text_files'.")
     root = pathlib.Path(path).expanduser()
@@ -115,40 +107,37 @@ def text_file_documents(path: str, max_chars: int = 0) -> list[str]:
     else:
         files = [root]
 
-    def paragraphs() -> Iterator[str]:
-        for f in files:
-            for p in _read_text(f).replace("\r\n", "\n").split("\n\n"):
-                if p.strip():
-                    yield p.strip()
+    for f in files:
+        for p in _read_text(f).replace("\r\n", "\n").split("\n\n"):
+            if p.strip():
+                yield p.strip()
 
-    docs = _take(paragraphs(), max_chars)
+
+def text_file_documents(path: str, max_chars: int = 0) -> list[str]:
+    """`iter_text_files(path)` as a list, capped at `max_chars` (whole paragraphs).
+
+    Raises FileNotFoundError for a missing path and ValueError for a binary/non-UTF-8 file or
+    a corpus with no text.
+    """
+    docs = _take(iter_text_files(path), max_chars)
+    root = pathlib.Path(path).expanduser()
     if not docs:
         raise ValueError(f"data.path: {root} contains no text (empty file or folder).")
     return docs
 
 
-def hf_documents(name: str, max_chars: int = 0) -> tuple[list[str], list[str] | None]:
-    """(train, validation-or-None) documents of an HF `datasets` corpus the user has locally.
+def hf_documents(dcfg, max_chars: int = 0) -> tuple[list[str], list[str] | None]:
+    """(train, validation-or-None) documents of an HF corpus or local parquet/arrow files.
 
     Needs the optional extra (`pip install outeffhop[data]`); HF's own cache and
     `HF_DATASETS_OFFLINE` decide whether anything is fetched. `max_chars` caps each split.
+    For corpora larger than memory use `data.format='shards'` (scripts/prepare_data.py).
     """
-    if name not in HF_CORPORA:
-        raise ValueError(f"data.name must be one of {TEXT_CORPORA} for text, got {name!r}.")
-    try:
-        datasets = importlib.import_module("datasets")
-    except ImportError as e:
-        raise ImportError(
-            f"data.name={name!r} needs the HF `datasets` package: pip install 'outeffhop[data]'."
-        ) from e
-    train: list[str] = []
-    val: list[str] | None = [] if len(HF_CORPORA[name]) == 1 else None
-    for path, conf in HF_CORPORA[name]:
-        dd = datasets.load_dataset(path, conf) if conf else datasets.load_dataset(path)
-        train += _take((t.strip() for t in dd["train"]["text"] if t.strip()), max_chars)
-        if val is not None and "validation" in dd:
-            val += _take((t.strip() for t in dd["validation"]["text"] if t.strip()), max_chars)
-    return train, val or None
+    train = _take(hf_corpus.iter_hf_documents(dcfg, "train"), max_chars)
+    val = None
+    if hf_corpus.has_validation(dcfg):
+        val = _take(hf_corpus.iter_hf_documents(dcfg, "validation"), max_chars) or None
+    return train, val
 
 
 def split_documents(docs: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -183,11 +172,55 @@ def load_split_documents(dcfg, cache_dir: str | None) -> tuple[list[str], list[s
         docs = stdlib_documents(dcfg.max_chars, cache_dir)
     elif name == "text_files":
         docs = text_file_documents(dcfg.path, dcfg.max_chars)
-    elif name in HF_CORPORA:
-        train, val = hf_documents(name, dcfg.max_chars)
+    elif name in TEXT_CORPORA:
+        train, val = hf_documents(dcfg, dcfg.max_chars)
         if val:
             return train, val
         docs = train
     else:
         raise ValueError(f"data.name must be one of {TEXT_CORPORA} for text, got {name!r}.")
     return split_documents(docs, dcfg.val_fraction, dcfg.split_seed)
+
+
+def in_val(index: int, seed: int, val_fraction: float) -> bool:
+    """Streaming split: document `index` is held out iff mix(seed, index) / 2**64 < fraction."""
+    x = (seed * 0x9E3779B97F4A7C15 + index + 1) & 0xFFFFFFFFFFFFFFFF
+    for shift, mul in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        x = ((x ^ (x >> shift)) * mul) & 0xFFFFFFFFFFFFFFFF
+    return (x ^ (x >> 31)) / 2**64 < val_fraction
+
+
+def capped(docs: Iterator[str], max_chars: int) -> Iterator[str]:
+    total = 0
+    for d in docs:
+        if max_chars and total >= max_chars:
+            return
+        total += len(d)
+        yield d
+
+
+def iter_split_documents(dcfg, split: str) -> Iterator[str]:
+    """Documents of `split` (train | val), streamed, for corpora of any size.
+
+    A corpus with its own validation split keeps it; otherwise document i goes to val iff
+    `in_val(i, data.split_seed, data.val_fraction)`. `data.max_chars` > 0 caps the corpus
+    (each own split) before the split, in whole documents, as `load_split_documents` does.
+    """
+    name = dcfg.name
+    if name not in TEXT_CORPORA:
+        raise ValueError(f"data.name must be one of {TEXT_CORPORA} for text, got {name!r}.")
+    if name not in ("stdlib", "text_files") and hf_corpus.has_validation(dcfg):
+        own = hf_corpus.iter_hf_documents(dcfg, "validation" if split == "val" else "train")
+        yield from capped(own, dcfg.max_chars)
+        return
+    if not 0.0 < dcfg.val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction must be in (0, 1), got {dcfg.val_fraction}.")
+    if name == "stdlib":
+        source = _iter_stdlib_documents()
+    elif name == "text_files":
+        source = iter_text_files(dcfg.path)
+    else:
+        source = hf_corpus.iter_hf_documents(dcfg, "train")
+    for i, d in enumerate(capped(source, dcfg.max_chars)):
+        if in_val(i, dcfg.split_seed, dcfg.val_fraction) == (split == "val"):
+            yield d

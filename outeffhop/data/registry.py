@@ -1,17 +1,19 @@
 """`make_dataset(config, split)`: grain pipelines of batches for every data set, found by name."""
 
 import dataclasses
+import functools
 import os
 import pathlib
 
 import grain
 import ml_collections
+import numpy as np
 
-from outeffhop.data import corpus, images, synthetic_images, text, timeseries, tokenizer
+from outeffhop.data import corpus, images, synthetic_images, text_data, timeseries
 
 IMAGE_DATASETS = ("digits", "image_folder", "canvas_digits")
 DATASETS = (*corpus.TEXT_CORPORA, *IMAGE_DATASETS, "timeseries")
-TASKS = ("mlm", "clm", "classification", "forecast")
+OBJECTIVES = ("mlm", "clm", "classification", "forecast")  # data.objective
 SPLITS = ("train", "eval", "val", "test")  # test: time series only
 
 
@@ -19,7 +21,7 @@ SPLITS = ("train", "eval", "val", "test")  # test: time series only
 class DataInfo:
     """What a model and trainer need to know about a pipeline; fields that do not apply are None."""
 
-    task: str
+    objective: str  # mlm | clm | classification | forecast
     batch_size: int  # rows per batch on this process
     global_batch_size: int  # rows per batch over all processes
     num_examples: int  # examples in this split (all processes, before padding)
@@ -51,10 +53,19 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
         )
     d = ml_collections.ConfigDict()
     d.name = {"digits": "digits", "image_folder": "image_folder"}.get(preset, "stdlib")  # DATASETS
-    d.task = preset if preset in ("mlm", "clm") else "classification"  # mlm | clm | classification
-    d.path = ""  # text_files: file or folder; image_folder: folder of class subfolders
+    d.objective = (
+        preset if preset in ("mlm", "clm") else "classification"
+    )  # mlm | clm | classification
+    d.path = ""  # text_files/parquet/arrow: file, folder or glob; image_folder: see images.py
+    d.format = "cache"  # text: cache (tokenize on the fly into cache_dir) | shards (prepared)
+    d.shards_dir = ""  # format=shards: folder written by scripts/prepare_data.py (local)
+    d.text_column = "text"  # parquet/arrow/HF corpora: the column holding the text
     d.tokenizer = "auto"  # wordpiece | bytelevel_bpe | auto (wordpiece for mlm, bpe for clm)
+    d.tokenizer_path = ""  # an existing tokenizer.json or HF tokenizer folder; "" = train one
     d.vocab_size = 8192  # tokenizer vocabulary size (trained locally, cached)
+    d.tokenizer_max_chars = 0  # prepare: train the tokenizer on this many characters; 0 = all
+    d.shard_rows = 0  # prepare: rows per shard file; 0 = about 256 MiB per file
+    d.num_workers = 0  # prepare: tokenizer processes; images: decode processes (0 = cpus / none)
     d.seq_len = 128  # tokens per row
     d.batch_size = 16  # global rows per batch (all processes)
     d.mask_prob = 0.15  # MLM: fraction of tokens selected for prediction
@@ -69,6 +80,7 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
     d.image_size = 8 if preset == "digits" else 32  # digits: multiple of 8; folders: resize to
     d.channels = 3  # image_folder: 1 (grayscale) or 3 (RGB); digits are always 1
     d.augment = False  # images: random shift by up to image_size // 8 pixels (train only)
+    images.add_augment_fields(d)  # DeiT-style augmentation fields, all off by default
     d.cache_dir = ""  # tokenizer/corpus cache; "" = <workdir>/data_cache or ~/.cache/outeffhop
     return d
 
@@ -76,7 +88,7 @@ def get_data_config(preset: str = "mlm") -> ml_collections.ConfigDict:
 def _timeseries_config() -> ml_collections.ConfigDict:
     d = ml_collections.ConfigDict()
     d.name = "timeseries"  # forecasting windows (outeffhop.data.timeseries)
-    d.task = "forecast"  # rows {"x" [seq_len, D], "y" [pred_len, D], "weight"}
+    d.objective = "forecast"  # rows {"x" [seq_len, D], "y" [pred_len, D], "weight"}
     d.path = ""  # ETT-format CSV (ETTh1.csv, ETTm1.csv, WTH.csv); "" = shipped EPF FR/BE
     d.date_column = "date"  # the CSV's time-stamp column
     d.seq_len = 168  # input steps per window
@@ -89,8 +101,10 @@ def _timeseries_config() -> ml_collections.ConfigDict:
 
 
 def _timeseries_examples(dcfg, split: str):
-    if dcfg.task != "forecast":
-        raise ValueError(f"data.task must be forecast for {dcfg.name!r}, got {dcfg.task!r}.")
+    if dcfg.objective != "forecast":
+        raise ValueError(
+            f"data.objective must be forecast for {dcfg.name!r}, got {dcfg.objective!r}."
+        )
     if dcfg.path:
         series = timeseries.load_csv(dcfg.path, dcfg.date_column)
     else:
@@ -110,6 +124,10 @@ def _cache_dir(dcfg, workdir) -> str:
     return str(pathlib.Path("~/.cache/outeffhop/data").expanduser())
 
 
+def _record(examples, i, rng):
+    return examples(int(i), rng)
+
+
 def _pipeline(examples, n, *, train, seed, num_epochs, global_batch, pi, pc) -> grain.MapDataset:
     """Index -> example pipeline: shuffle/repeat (train) or pad (eval), per-record RNG, shard.
 
@@ -123,54 +141,20 @@ def _pipeline(examples, n, *, train, seed, num_epochs, global_batch, pi, pc) -> 
             ds = ds[: (n * num_epochs // global_batch) * global_batch]
     else:
         ds = grain.MapDataset.range(-(-n // global_batch) * global_batch)
-    ds = ds.random_map(lambda i, rng: examples(int(i), rng), seed=seed)
+    ds = ds.random_map(functools.partial(_record, examples), seed=seed)
     return ds[pi::pc].batch(global_batch // pc, drop_remainder=True)
 
 
 def _text_examples(dcfg, train: bool, cache_dir: str):
-    if dcfg.task not in ("mlm", "clm"):
-        raise ValueError(
-            f"data.task must be mlm or clm for text data {dcfg.name!r}, got {dcfg.task!r}."
-        )
-    if dcfg.seq_len < 4:
-        raise ValueError(f"data.seq_len must be >= 4, got {dcfg.seq_len}.")
-    if not 0 <= dcfg.get("max_predictions", 0) <= dcfg.seq_len - 2:
-        raise ValueError(
-            f"data.max_predictions must be in [0, seq_len - 2 = {dcfg.seq_len - 2}], "
-            f"got {dcfg.max_predictions}."
-        )
-    kind = dcfg.tokenizer
-    if kind == "auto":
-        kind = "wordpiece" if dcfg.task == "mlm" else "bytelevel_bpe"
-    train_docs, val_docs = corpus.load_split_documents(dcfg, cache_dir)
-    tok, tok_path = tokenizer.cached_tokenizer(
-        kind, train_docs, dcfg.vocab_size, corpus.docs_hash(train_docs), cache_dir
-    )
-    ids = tokenizer.special_ids(tok, kind)
-    cls_id, sep_id = (ids["cls"], ids["sep"]) if kind == "wordpiece" else (ids["bos"], ids["eos"])
-    docs = train_docs if train else val_docs
-    stream = tokenizer.cached_token_stream(
-        tok, tok_path, docs, corpus.docs_hash(docs), sep_id, cache_dir
-    )
-    vocab = tok.get_vocab_size()
-    if dcfg.task == "mlm":
-        examples = text.MlmExamples(
-            stream, dcfg.seq_len, cls_id, sep_id, ids["pad"], ids["mask"], vocab,
-            dcfg.mask_prob, dcfg.mask_token_frac, dcfg.random_token_frac,
-            len(tokenizer.SPECIAL_TOKENS[kind]), dcfg.get("max_predictions", 0),
-        )  # fmt: skip
-    else:
-        examples = text.ClmExamples(stream, dcfg.seq_len, sep_id, ids["pad"])
-    info = dict(
-        seq_len=dcfg.seq_len, vocab_size=vocab, pad_id=ids["pad"], mask_id=ids["mask"],
-        cls_id=cls_id, sep_id=sep_id, eos_id=sep_id, tokenizer_path=tok_path,
-    )  # fmt: skip
-    return examples, info
+    text_data.check_text_config(dcfg)
+    return text_data.cache_examples(dcfg, train, cache_dir)
 
 
 def _image_examples(dcfg, train: bool):
-    if dcfg.task != "classification":
-        raise ValueError(f"data.task must be classification for {dcfg.name!r}, got {dcfg.task!r}.")
+    if dcfg.objective != "classification":
+        raise ValueError(
+            f"data.objective must be classification for {dcfg.name!r}, got {dcfg.objective!r}."
+        )
     if dcfg.name == "digits":
         x, y = images.load_digits_images(dcfg.image_size)
         tr, va = images.split_indices(len(y), dcfg.val_fraction, dcfg.split_seed)
@@ -180,14 +164,33 @@ def _image_examples(dcfg, train: bool):
             return x[i], y[i]
 
         shape, num_classes = x.shape[1:], 10
+        takes_rng = False
     else:
-        files, y, classes = images.list_image_folder(dcfg.path)
-        load = images.folder_loader(files, y, dcfg.image_size, dcfg.channels)
-        tr, va = images.split_indices(len(y), dcfg.val_fraction, dcfg.split_seed)
+        train_dir, val_dir = images.split_folders(dcfg.path)
+        files, y, classes = images.list_image_folder(train_dir)
+        if val_dir is None:  # no val/ folder: hold out data.val_fraction of the images
+            tr, va = images.split_indices(len(y), dcfg.val_fraction, dcfg.split_seed)
+        elif train:
+            tr = np.arange(len(y))
+        else:
+            files, y, _ = images.list_image_folder(val_dir, classes)
+            va = np.arange(len(y))
+        aug = {
+            k: dcfg.get(k, d)
+            for k, (d, _) in images.AUGMENT_FIELDS.items()
+            if k in images.FolderLoader.__dataclass_fields__
+        }
+        aug["crop_scale"], aug["crop_ratio"] = tuple(aug["crop_scale"]), tuple(aug["crop_ratio"])
+        load = images.folder_loader(
+            files, y, dcfg.image_size, dcfg.channels, train_aug=train, **aug
+        )
         mean, std = images.FOLDER_MEAN, images.FOLDER_STD
         shape, num_classes = (dcfg.image_size, dcfg.image_size, dcfg.channels), len(classes)
+        takes_rng = True
     shift = dcfg.image_size // 8 if (dcfg.augment and train) else 0
-    examples = images.ImageExamples(load, tr if train else va, tuple(shape), mean, std, shift)
+    examples = images.ImageExamples(
+        load, tr if train else va, tuple(shape), mean, std, shift, takes_rng
+    )
     info = dict(num_classes=num_classes, image_shape=tuple(shape), mean=mean, std=std)
     return examples, info
 
@@ -233,26 +236,48 @@ def make_dataset(
     train = split == "train"
     if split == "test" and dcfg.name != "timeseries":
         raise ValueError(f"split 'test' exists for time series only; got data.name {dcfg.name!r}.")
+    shard_ds = None
     if dcfg.name == "timeseries":
         examples, extra = _timeseries_examples(dcfg, split)
     elif dcfg.name == "canvas_digits":
         examples, extra = synthetic_images.canvas_digits(dcfg, train)
     elif dcfg.name in IMAGE_DATASETS:
         examples, extra = _image_examples(dcfg, train)
+    elif dcfg.get("format", "cache") == "shards":
+        text_data.check_text_config(dcfg)
+        shard_ds, n, extra = text_data.shard_dataset(
+            dcfg, train, global_batch=global_batch, seed=seed,
+            process_index=process_index, process_count=process_count,
+        )  # fmt: skip
     else:
         examples, extra = _text_examples(dcfg, train, _cache_dir(dcfg, workdir))
-    n = examples.num_examples
+    if shard_ds is None:
+        n = examples.num_examples
     if n < (global_batch if train else 1):
         raise ValueError(
             f"data: the {split} split of {dcfg.name!r} has {n} examples, fewer than one batch of "
             f"{global_batch}; use a larger corpus, a smaller seq_len or batch_size."
         )
-    ds = _pipeline(
-        examples, n, train=train, seed=seed, num_epochs=dcfg.num_epochs,
-        global_batch=global_batch, pi=process_index, pc=process_count,
-    )  # fmt: skip
+    if shard_ds is not None:
+        ds = shard_ds
+    else:
+        ds = _pipeline(
+            examples, n, train=train, seed=seed, num_epochs=dcfg.num_epochs,
+            global_batch=global_batch, pi=process_index, pc=process_count,
+        )  # fmt: skip
+    if dcfg.name in IMAGE_DATASETS:
+        ds = images.batch_stage(
+            ds,
+            dcfg,
+            train=train,
+            seed=seed,
+            global_batch=global_batch,
+            pi=process_index,
+            pc=process_count,
+            num_classes=extra["num_classes"],
+        )
     info = DataInfo(
-        task=dcfg.task,
+        objective=dcfg.objective,
         batch_size=global_batch // process_count,
         global_batch_size=global_batch,
         num_examples=n,

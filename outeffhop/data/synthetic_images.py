@@ -85,8 +85,10 @@ def canvas_digits(dcfg, train: bool):
     Fields: ``image_size`` (canvas side), ``digit_size`` (multiple of 8, default 16),
     ``noise`` (background std, default 0.1), ``val_fraction``, ``split_seed``.
     """
-    if dcfg.task != "classification":
-        raise ValueError(f"data.task must be classification for canvas_digits; got {dcfg.task!r}.")
+    if dcfg.objective != "classification":
+        raise ValueError(
+            f"data.objective must be classification for canvas_digits; got {dcfg.objective!r}."
+        )
     digit_size, noise = int(dcfg.get("digit_size", 16)), float(dcfg.get("noise", 0.1))
     if noise < 0:
         raise ValueError(f"data.noise must be >= 0; got {noise}.")

@@ -10,44 +10,26 @@ import platform
 import re
 import time
 
+from outeffhop.launch.cli import experiment_module
 from outeffhop.launch.configs import load_config
 
 PRESETS = ("quick", "cpu")
 
-# (section, config file, module exposing run(config, workdir), config preset per main
-# preset; None = the section is skipped in that preset)
+# (section, config file in configs/, config preset per main preset; None = the section is
+# skipped in that preset). Each config names the module it runs in its ``experiment`` field.
 SECTIONS = (
-    ("retrieval", "retrieval", "outeffhop.experiments.memory.retrieval", ("quick", "cpu")),
-    (
-        "memory_capacity",
-        "memory_capacity",
-        "outeffhop.experiments.memory.storage_capacity",
-        ("quick", "cpu"),
-    ),
-    (
-        "memory_convergence",
-        "memory_convergence",
-        "outeffhop.experiments.memory.convergence",
-        ("quick", "cpu"),
-    ),
-    ("memory_noop", "memory_noop", "outeffhop.experiments.memory.noop", ("quick", "cpu")),
-    ("outliers", "reproduce", "outeffhop.experiments.outlier_study", ("quick", "cpu")),
-    ("induction", "induction", "outeffhop.experiments.induction", (None, "quick")),
-    ("stanhop", "stanhop", "outeffhop.experiments.stanhop.study", ("quick", "quick")),
-    (
-        "phase_transition",
-        "phase_transition",
-        "prompt_theory.experiments.phase_transition",
-        ("quick", "cpu"),
-    ),
-    ("prompt_tuning", "prompt_tuning", "prompt_theory.experiments.prompt_tuning", ("quick", "cpu")),
-    ("universality", "universality", "prompt_theory.experiments.universality", ("quick", "cpu")),
-    (
-        "prompt_memorization",
-        "prompt_memorization",
-        "prompt_theory.experiments.memorization",
-        ("quick", "cpu"),
-    ),
+    ("retrieval", "retrieval", ("quick", "cpu")),
+    ("memory_capacity", "memory_capacity", ("quick", "cpu")),
+    ("memory_convergence", "memory_convergence", ("quick", "cpu")),
+    ("memory_noop", "memory_noop", ("quick", "cpu")),
+    ("outliers", "reproduce", ("quick", "cpu")),
+    ("induction", "induction", (None, "quick")),
+    ("stanhop", "stanhop", ("quick", "quick")),
+    ("phase_transition", "phase_transition", ("quick", "cpu")),
+    ("prompt_tuning", "prompt_tuning", ("quick", "cpu")),
+    ("universality", "universality", ("quick", "cpu")),
+    ("almost_linear", "almost_linear", ("quick", "cpu")),
+    ("prompt_memorization", "prompt_memorization", ("quick", "cpu")),
 )
 SECTION_NAMES = tuple(s[0] for s in SECTIONS)
 
@@ -84,14 +66,14 @@ def run(workdir: str, preset: str = "quick", only: tuple[str, ...] = ()) -> dict
     ]
     column = PRESETS.index(preset)
     index, body = [], []
-    todo = [s for s in SECTIONS if (not only or s[0] in only) and s[3][column] is not None]
-    for i, (name, config_name, module, presets) in enumerate(todo, start=1):
+    todo = [s for s in SECTIONS if (not only or s[0] in only) and s[2][column] is not None]
+    for i, (name, config_name, presets) in enumerate(todo, start=1):
         sub = os.path.join(workdir, name)
         start = time.time()
         logging.info("main job: %s -> %s", name, sub)
         print(f"[main job {i}/{len(todo)}] {name} ...", flush=True)
         config = load_config(f"{config_name}:{presets[column]}")
-        importlib.import_module(module).run(config, sub)
+        importlib.import_module(experiment_module(config)).run(config, sub)
         secs = time.time() - start
         summary[name] = {"seconds": round(secs, 1), "report": f"{name}/report.md"}
         print(

@@ -1,7 +1,7 @@
 """W8A8 post-training fake quantization: quantizer, range estimators, sites, calibration.
 
-Protocol (docs/outliers_and_w8a8.md): weights symmetric per tensor (or per output channel) from their
-current min/max; activations asymmetric per tensor with static ranges from calibration
+Protocol (docs/outliers_and_w8a8.md): weights symmetric per tensor (or per output channel)
+from their current min/max; activations asymmetric per tensor with static ranges from calibration
 batches. Quantizer sites are inserted with ``nn.intercept_methods``: no model code changes.
 A site is (module class, path regex, method, input or output); the defaults quantize the
 inputs of every Dense / DenseGeneral / Einsum (linear inputs, hence attention inputs, FFN

@@ -6,7 +6,8 @@ that defines ``build(config)``, ``OUTLIER_MODULES`` and its inputs. Build:
 ``cfg.attention`` picks the normalizer softmax | softmax1 | clipped | clipped_softmax1 | sink
 and the gate), then ``model = build_model(cfg)``; ``model.apply(variables,
 **model_inputs(cfg, batch), deterministic=..., rngs={"dropout": key})`` gives logits and
-``loss_fn(cfg)(logits, batch)`` the loss. Parameters carry logical axis names
+``loss_fn(cfg)(logits, batch)`` the loss. ``cfg, variables = from_hf(folder)`` imports a
+Hugging Face checkpoint (``to_hf`` exports; ``models.hf``). Parameters carry logical axis names
 (LOGICAL_AXES); ``logical_axis_rules("dp" | "fsdp")`` maps them to a mesh.
 
 Module names of the transformers (paths for ``capture_intermediates``; each captured value is
@@ -42,6 +43,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from outeffhop.models.hf import from_hf, to_hf
 from outeffhop.models.losses import (
     IGNORE,
     LOSSES,
@@ -120,10 +122,12 @@ __all__ = [
     "check_config",
     "classification_loss",
     "dummy_inputs",
+    "from_hf",
     "get_config",
     "logical_axis_rules",
     "loss_fn",
     "masked_lm_loss",
     "model_inputs",
     "outlier_modules",
+    "to_hf",
 ]

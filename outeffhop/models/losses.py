@@ -35,7 +35,7 @@ def mlm_prediction_cap(seq_len: int, mask_prob: float = 0.15, sigmas: float = 4.
 
     With each of L positions scored independently with probability p (the data pipeline's
     masking), a row exceeds K with probability ~3e-5 at 4 sigmas; callers must then fall back
-    to the full head (``task_adapters`` does, so no scored token is ever dropped).
+    to the full head (``train.tasks._transformer`` does, so no scored token is ever dropped).
     """
     if seq_len < 1:
         raise ValueError(f"seq_len must be a positive integer; got {seq_len}.")
@@ -95,11 +95,31 @@ def causal_lm_loss(logits, batch):
     return token_cross_entropy(logits[:, :-1], ids[:, 1:], weights)
 
 
+@jax.jit
+def soft_cross_entropy(logits, probs, labels, weights) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Weighted mean of -sum_k probs[..., k] log softmax(logits)[..., k]; logits/probs
+    [..., K], labels/weights [...]. Accuracy is argmax(logits) == labels (the hard label)."""
+    logits = logits.astype(jnp.float32)
+    weights = weights.astype(jnp.float32)
+    nll = optax.softmax_cross_entropy(logits, probs.astype(jnp.float32))
+    n = jnp.sum(weights)
+    denom = jnp.maximum(n, 1.0)
+    loss = jnp.sum(nll * weights) / denom
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return loss, {"loss": loss, "accuracy": jnp.sum(correct * weights) / denom, "num_tokens": n}
+
+
 def classification_loss(logits, batch):
-    """Classification: logits [B, K]; batch["label"] [B]; optional batch["weight"] [B]."""
+    """Classification: logits [B, K]; batch["label"] [B]; optional batch["weight"] [B].
+
+    With batch["label_probs"] [B, K] (mixup / cutmix / label smoothing) the target is that
+    distribution (``soft_cross_entropy``); without it, the hard label as before.
+    """
     labels = batch["label"]
     weights = batch.get("weight")
     weights = jnp.ones(labels.shape, jnp.float32) if weights is None else weights
+    if batch.get("label_probs") is not None:
+        return soft_cross_entropy(logits, batch["label_probs"], labels, weights)
     return token_cross_entropy(logits, labels, weights)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 
 from outeffhop.models.blocks import ACTIVATIONS
@@ -10,7 +11,7 @@ from outeffhop.nn.dropout import MASKS, config_masks
 
 TRANSFORMERS = ("bert", "opt", "vit")
 OBJECTIVES = {"bert": "mlm", "opt": "causal_lm", "vit": "classification"}
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")  # float64 needs jax_enable_x64
 
 
 def _base(model: str, **sizes) -> ml_collections.ConfigDict:
@@ -32,6 +33,8 @@ def _base(model: str, **sizes) -> ml_collections.ConfigDict:
     if model in ("bert", "opt"):
         cfg.vocab_size = sizes["vocab_size"]  # token vocabulary V (set it to the tokenizer's)
         cfg.max_len = sizes["max_len"]  # position table length: longest sequence accepted
+    if model == "opt":
+        cfg.position_offset = 0  # table rows before position 0 (HF OPT checkpoints: 2)
     if model == "bert":
         cfg.type_vocab_size = 2  # token type (segment A/B) table; 0 = none
     if model == "vit":
@@ -144,6 +147,10 @@ def check_config(cfg) -> None:
     for name in ("dtype", "param_dtype"):
         if cfg[name] not in DTYPES:
             raise ValueError(f"{name} must be one of {', '.join(DTYPES)}; got {cfg[name]!r}.")
+        if cfg[name] == "float64" and not jax.config.jax_enable_x64:
+            raise ValueError(
+                f"{name} float64 needs jax_enable_x64 (e.g. `with jax.enable_x64():`)."
+            )
     for name in ("hidden_dropout", "attention_dropout"):
         if not 0.0 <= cfg[name] < 1.0:
             raise ValueError(f"{name} must lie in [0, 1); got {cfg[name]}.")
@@ -153,6 +160,9 @@ def check_config(cfg) -> None:
         )
     if cfg.model in ("bert", "opt"):
         _positive(cfg, "vocab_size", "max_len")
+    offset = cfg.get("position_offset", 0)
+    if not (isinstance(offset, int) and offset >= 0):
+        raise ValueError(f"position_offset must be a non-negative integer; got {offset!r}.")
     if cfg.model == "vit":
         _positive(cfg, "image_size", "patch_size", "num_channels", "num_classes")
         if cfg.image_size % cfg.patch_size:

@@ -16,7 +16,7 @@ Masks (``masks=``):
   Two multiplies per round instead of the PRNG's ten-round block per element: on the
   2-core CPU a [8, 12, 128, 128] mask takes 0.13 ms against 1.6 ms (philox) and 2.8 ms
   (threefry), and a bert-base train step is 4-8% shorter (BENCHMARKS.md). The keep rate is
-  exact to 2^-32; tests/test_dropout.py checks rate, independence of neighbours and of
+  exact to 2^-32; tests/nn/test_dropout.py checks rate, independence of neighbours and of
   keys, and determinism.
 """
 

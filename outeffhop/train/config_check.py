@@ -8,7 +8,7 @@ from numbers import Number
 from absl import logging
 
 from outeffhop.nn.attention import uniform_clipped_from
-from outeffhop.train import optim, sharding
+from outeffhop.train import init_from, optim, sharding
 
 POSITIVE = ("batch_size", "grad_accum_steps", "num_steps", "log_every")
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg", "philox4x32")
@@ -79,6 +79,7 @@ def validate(cfg, task, *, num_devices: int, process_count: int = 1) -> None:
         path = get_field(cfg, field) if field != "data.path" or "path" in cfg.data else ""
         if path and not os.path.exists(os.path.expanduser(path)):
             raise ValueError(f"config.{field} {path!r} does not exist; give an existing path.")
+    init_from.check(cfg.get("init_from", ""))
     _warn_dead_clipping(cfg)
 
 

@@ -10,6 +10,9 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.task = "toy"  # registered task: toy | bert | opt | vit (outeffhop.train.tasks)
     c.seed = 0  # params, dropout and data order all derive from it
+    # start from given params: "hf:<save_pretrained folder>" or another run's workdir
+    # (outeffhop.train.init_from); "" = random init from the seed
+    c.init_from = ""
     # PRNG for init and dropout: threefry2x32 (JAX default; the same bits on any device
     # count) | rbg (XLA RngBitGenerator: dropout ~2x cheaper on CPU, bits depend on layout)
     c.rng_impl = "threefry2x32"

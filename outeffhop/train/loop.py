@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -16,7 +17,16 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from outeffhop.train import checkpoint, config_check, metrics_log, optim, sharding, tasks
+from outeffhop.train import (
+    checkpoint,
+    config_check,
+    init_from,
+    metrics_log,
+    optim,
+    run_guard,
+    sharding,
+    tasks,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -150,6 +160,7 @@ def _setup(cfg, workdir: str, devices) -> _Run:
     sharding.maybe_initialize_distributed(cfg.distributed)
     task = tasks.get_task(cfg.task)
     mesh = sharding.make_mesh(devices)
+    init_from.configure(cfg)  # init_from=hf:...: config.model's architecture from config.json
     config_check.validate(
         cfg, task, num_devices=len(mesh.devices.flat), process_count=jax.process_count()
     )
@@ -170,7 +181,11 @@ def _setup(cfg, workdir: str, devices) -> _Run:
 
 
 def _initial_state(run: _Run, mngr, data_iter):
-    """A fresh sharded state, or the newest checkpoint restored into the same shardings."""
+    """A fresh sharded state (from ``init_from``'s params if set), or the newest checkpoint."""
+    if run.resume_step is None and run.cfg.get("init_from"):
+        params = init_from.load_params(run.cfg, run.abstract["params"], _keys(run.cfg)[0])
+        fresh = functools.partial(init_from.fresh_state, tx=run.tx)
+        return jax.jit(fresh, out_shardings=run.shardings)(params)
     if run.resume_step is None:
         return jax.jit(run.init, out_shardings=run.shardings)(_keys(run.cfg)[0])
     target = jax.tree.map(
@@ -214,6 +229,19 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
     """
     cfg = config
     run = _setup(cfg, workdir, devices)
+    pidx = jax.process_index()
+    lock = run_guard.workdir_lock(workdir) if pidx == 0 else contextlib.nullcontext()
+    with lock:
+        if pidx == 0:
+            run_guard.check_config(workdir, cfg, has_checkpoint=run.resume_step is not None)
+        note = run_guard.check_budget(run.resume_step, cfg.num_steps)
+        if note:
+            logging.warning(note)
+        return _train(run, workdir)
+
+
+def _train(run: _Run, workdir: str) -> dict:
+    cfg = run.cfg
     pidx, pcount = jax.process_index(), jax.process_count()
     data_iter = run.task.train_iter(cfg, workdir, pidx, pcount)
     mngr = checkpoint.make_manager(workdir, cfg.max_to_keep)
@@ -234,8 +262,9 @@ def train_and_evaluate(config, workdir: str, *, devices=None) -> dict:
     try:
         state = _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, start)
     finally:
-        mngr.wait_until_finished()
-        mngr.close()
+        with contextlib.suppress(Exception):  # a failed save was already reported
+            mngr.wait_until_finished()
+            mngr.close()
         log.close()
     return state
 
@@ -247,6 +276,7 @@ def _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, star
     # CPU collectives (gloo) deadlock when several steps are in flight across processes.
     multi_cpu = jax.process_count() > 1 and jax.default_backend() == "cpu"
     sync_every_step = cfg.sync_every_step or multi_cpu
+    saves = _Saves(mngr, run.resume_step)
     last_saved = run.resume_step
     pending = None
     clock = {"t": time.perf_counter(), "step": start}
@@ -285,8 +315,40 @@ def _loop(run, state, data_iter, eval_batches, step_fn, eval_fn, mngr, log, star
             s, w, c = (float(sum(x[i] for x in jax.device_get(sums))) for i in range(3))
             log.write(step, {"eval_loss": s / max(w, 1.0), "eval_accuracy": c / max(w, 1.0)})
         if do_save:
-            checkpoint.save(mngr, step, state, data_iter)
+            saves.save(step, state, data_iter)
             last_saved = step
+        elif step % cfg.log_every == 0:
+            saves.check()
     if pending is not None:
         settle(pending)
+    saves.check(wait=True)
     return state
+
+
+class _Saves:
+    """Asynchronous checkpoint saves whose failure stops the run at the next check.
+
+    ``issued`` is the newest save started, ``good`` the newest one known to have finished.
+    """
+
+    def __init__(self, mngr, resume_step):
+        self.mngr, self.issued, self.good = mngr, resume_step, resume_step
+
+    def check(self, *, wait: bool = False) -> None:
+        """Raise CheckpointSaveError (one sentence) if a started save has failed."""
+        try:
+            if wait:
+                self.mngr.wait_until_finished()
+            self.mngr.check_for_errors()
+        except Exception as e:  # orbax re-raises what the filesystem raised (OSError, ...)
+            raise run_guard.save_failed(e, self.issued, self.mngr.directory, self.good) from e
+        if wait:
+            self.good = self.issued
+
+    def save(self, step, state, data_iter) -> None:
+        self.check(wait=True)  # the previous save finished well: it is the last good one
+        self.issued = step
+        try:
+            checkpoint.save(self.mngr, step, state, data_iter)
+        except Exception as e:
+            raise run_guard.save_failed(e, step, self.mngr.directory, self.good) from e

@@ -1,6 +1,11 @@
 """The memorization experiment: minimal prompt length vs N, L, d next to the bounds (a sweep).
 
-Config: configs/prompt_memorization.py. Writes metrics.json, report.md and a plot.
+Config: configs/prompt_memorization.py. Parts: the sweep scoring the first d_out output
+coordinates; the same N sweep scoring every coordinate, with two diagnostics per point (can
+F_post reach the targets from a free attention output per row; how many row pairs the needed
+outputs leave non-monotone, prompt_theory.memorization); the bound calculator
+(experiments/capacity_bounds.py). Writes metrics.json, report.md, capacity.png,
+capacity_bounds.png.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import time
 import jax
 import numpy as np
 
+from prompt_theory import memorization as mem
 from prompt_theory.bounds import construction_tokens, lipschitz_tokens
+from prompt_theory.experiments import capacity_bounds
 from prompt_theory.memorization import _over_seeds, sweep_point
 
 
@@ -49,8 +56,12 @@ def run(config, workdir: str) -> dict:
         for e in config.calc_eps
         for b in (32, 32 * 64)
     ]
+    all_rows = all_coordinates(config, key) if config.get("all_coordinates") else []
+    bounds_calc = capacity_bounds.calculator(config) if config.get("calc_shapes") else None
     metrics = {
         "sweep": rows,
+        "all_coordinates": all_rows,
+        "bounds": bounds_calc,
         "calculator": calc,
         "seconds": time.time() - t0,
         "config": config.to_dict(),
@@ -58,8 +69,35 @@ def run(config, workdir: str) -> dict:
     with open(os.path.join(workdir, "metrics.json"), "w") as fh:
         json.dump(metrics, fh, indent=1, default=str)
     _plot(rows, config, workdir)
+    if bounds_calc:
+        capacity_bounds.plot(bounds_calc, config, os.path.join(workdir, "capacity_bounds.png"))
     _report(metrics, config, workdir)
     return metrics
+
+
+def all_coordinates(config, key) -> list[dict]:
+    """The N sweep with every output coordinate scored (d_out = d), plus the diagnostics."""
+    cfg = config.copy_and_resolve_references()
+    d, L = config.base_d, config.base_L
+    cfg.d_out, cfg.lengths, cfg.steps = d, config.all_lengths, config.all_steps
+    out = []
+    for N in config.all_sweep_N:
+        for seed in range(config.get("all_seeds", 1)):
+            k = jax.random.fold_in(jax.random.fold_in(key, 777_000 + N), seed)
+            r = sweep_point(N, L, d, cfg, k)
+            params, x, y, _ = mem.problem(N, L, d, cfg, k)
+            a, reach = mem.needed_attention(params, x, y, steps=config.all_reach_steps)
+            bad, pairs = mem.monotone_violations(params, x, a)
+            r.update(seed=seed, reach_sup_err=reach, violations=bad, pairs=pairs)
+            best = min(r["best_sup_err"].values())
+            print(
+                f"[capacity] all coordinates: N={N} seed {seed} min L_p={r['min_prompt_len']} "
+                f"best sup err {best:.3f}; free-attention sup err {reach:.4f}; non-monotone "
+                f"pairs {bad}/{pairs}",
+                flush=True,
+            )
+            out.append(r)
+    return out
 
 
 def _plot(rows, config, workdir):
@@ -132,5 +170,43 @@ def _report(metrics, config, workdir):
             f"{c['lower_bound']:.3g} | {c['construction']} |"
         )
     lines += ["", "![capacity](capacity.png)", ""]
+    if metrics["all_coordinates"]:
+        lines += _all_lines(metrics["all_coordinates"], config)
+    if metrics["bounds"]:
+        lines += ["", *capacity_bounds.report_lines(metrics["bounds"], config)]
     with open(os.path.join(workdir, "report.md"), "w") as fh:
         fh.write("\n".join(lines))
+
+
+def _all_lines(rows, config) -> list[str]:
+    lens = list(config.all_lengths)
+    lines = [
+        "## Every output coordinate scored",
+        "",
+        f"The same task with all d = {config.base_d} output coordinates scored (L = "
+        f"{config.base_L}, eps = {config.eps:g}, {config.all_steps} Adam steps, "
+        f"{config.restarts} restarts, lengths {lens}). free-attention: the sup error F_post reaches"
+        " from a free attention output per row (is the target reachable at all); non-monotone:"
+        " row pairs whose needed prompt-attention gradients g = a M^{-1} violate"
+        " (g_i - g_j).(q_i - q_j) >= 0, which no prompt of any length can deliver where the"
+        " prompt dominates the softmax (prompt_theory.memorization).",
+        "",
+        "| N | seed | min L_p | best sup err per length | free-attention sup err |"
+        " non-monotone pairs | dof bound N L d_out / d |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["min_prompt_len"] if r["min_prompt_len"] is not None else f"> {max(lens)}"
+        errs = ", ".join(f"{k}: {v:.3f}" for k, v in r["best_sup_err"].items())
+        lines.append(
+            f"| {r['N']} | {r['seed']} | {m} | {errs} | {r['reach_sup_err']:.4f} | "
+            f"{r['violations']}/{r['pairs']} | {r['bound_dof']:.2f} |"
+        )
+    ok = [r for r in rows if r["min_prompt_len"] is not None]
+    mono = [r for r in rows if r["violations"] == 0]
+    lines += [
+        "",
+        f"Reached eps: {len(ok)}/{len(rows)} points; all pairs monotone: {len(mono)}/{len(rows)};"
+        f" both: {len([r for r in ok if r['violations'] == 0])}.",
+    ]
+    return lines + [""]

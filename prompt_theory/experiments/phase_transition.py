@@ -3,10 +3,12 @@
 Three parts (config: configs/phase_transition.py):
   error:  max |poly - exact| at fixed degrees (fixed rank) as the max-norm B of Q, K grows;
   degree: the degree g and rank C(d+g, g) that reach error eps, by the exact Taylor formula
-          (worst case b = s d B^2) and measured, against B; B_crit(n) where rank reaches n;
+          (worst case b = s d B^2) and measured, against B; B_crit(n) where rank reaches n, at
+          fixed eps and at eps = 1/n, 1/n^2 (prompt_theory.threshold), with its n -> inf limit;
   time:   wall time and compiled temp memory against n for exact attention (best of XLA dense,
-          jax.nn.dot_product_attention and a query-blocked loop) and poly attention; log-log
-          slopes and the crossover n.
+          jax.nn.dot_product_attention and a query-blocked loop), exact attention of the last L
+          rows only (all a 1-layer prompted readout needs: O(L n d)) and poly attention (all
+          rows, and the last L rows); log-log slopes, the crossover n and the speed-ups.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from prompt_theory import model as pm
 from prompt_theory.poly_attention import (
     attention_error_bound,
     poly_attention,
+    poly_attention_rows,
     poly_rank,
     taylor_degree,
     taylor_rel_error,
 )
+from prompt_theory.threshold import b_crit, b_crit_limit_ratio
+
+__all__ = ["b_crit", "degree_vs_bound", "error_vs_bound", "run", "time_vs_n"]
 
 
 def qkv_with_max_norm(key, n: int, d: int, bound: float, inputs: str = "sign"):
@@ -65,18 +71,23 @@ def _dpa(q, k, v, scale):
     )[0, :, 0]
 
 
-def time_fn(fn, args, repeats: int, slow_s: float = 2.0) -> float:
-    """Median wall seconds of fn(*args) after a compile-and-run (1 repeat if that took > slow_s)."""
+def time_fn(fn, args, repeats: int, slow_s: float = 2.0, stat: str = "median") -> float:
+    """Seconds of fn(*args) after a compile-and-run (1 repeat if that took > slow_s): the
+    median or the min of the wall times, or ("cpu") the min of the process CPU times of all
+    threads. min and cpu suit a shared machine: other jobs only ever add wall time."""
+    if stat not in ("median", "min", "cpu"):
+        raise ValueError(f"stat must be median, min or cpu; got {stat!r}.")
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
     if time.perf_counter() - t0 > slow_s:
         repeats = 1
+    clock = time.process_time if stat == "cpu" else time.perf_counter
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        times.append(clock() - t0)
+    return float(np.median(times) if stat == "median" else np.min(times))
 
 
 def temp_bytes(fn, args) -> int | None:
@@ -132,46 +143,57 @@ def degree_vs_bound(cfg, key, log=print) -> dict:
             "rank_measured": [None if g is None else poly_rank(d, g) for g in measured],
         }
         log(f"degree: eps {eps:g}: formula {formula}, measured {measured}")
-    # B_crit(n): the largest B whose worst-case rank stays below n, at the fixed d and at
-    # d = log2 n (Alman-Song's d = O(log n), where B_crit should track sqrt(log n))
-    ps = list(dg.log2_n_crit)
-    out["B_crit"] = {
-        "log2_n": ps,
-        "fixed_d": {f"{e:g}": [b_crit(2**p, d, e) for p in ps] for e in dg.eps},
-        "d_log2_n": {f"{e:g}": [b_crit(2**p, p, e) for p in ps] for e in dg.eps},
-    }
+    out["B_crit"] = crit_vs_n(dg, d)
     return out
 
 
-def b_crit(n: int, d: int, eps: float, iters: int = 30) -> float | None:
-    """sup{B : C(d + g, g) < n with g = taylor_degree(B^2, eps)} by bisection (rank grows with B).
+def eps_power(eps) -> float:
+    """k of eps = n^{-k} ("1/n" -> 1, "1/n^2" -> 2); 0 for a fixed number."""
+    if isinstance(eps, str):
+        return 1.0 if eps.replace(" ", "") == "1/n" else float(eps.replace(" ", "")[4:])
+    return 0.0
 
-    B^2 = scale * d * B^2 at scale 1/d is the worst-case range of the exp argument.
-    """
 
-    def ok(bound):
-        try:
-            return poly_rank(d, taylor_degree(bound**2, eps)) < n
-        except ValueError:  # past MAX_DEGREE
-            return False
+def crit_vs_n(dg, d: int) -> dict:
+    """B_crit(n) = the largest B whose worst-case rank stays below n, per eps (fixed or
+    1/n^k): at the fixed d for n = 2^p, p in log2_n_crit_fixed, and at d = log2 n (the
+    theorem's d = O(log n)) for p in log2_n_crit; the n -> inf limit of B_crit / sqrt(ln n)."""
+    eps = list(dg.get("crit_eps", dg.eps))
+    ps, fixed = list(dg.log2_n_crit), list(dg.get("log2_n_crit_fixed", dg.log2_n_crit))
+    return {
+        "log2_n": ps,
+        "log2_n_fixed": fixed,
+        "eps": [str(e) if isinstance(e, str) else f"{e:g}" for e in eps],
+        "fixed_d": {_eps_key(e): [b_crit(2**p, d, e) for p in fixed] for e in eps},
+        "d_log2_n": {_eps_key(e): [b_crit(2**p, p, e) for p in ps] for e in eps},
+        "limit_ratio": {_eps_key(e): b_crit_limit_ratio(eps_power(e)) for e in eps},
+    }
 
-    if not ok(0.0):
-        return 0.0
-    lo, hi = 0.0, 1.0
-    while ok(hi):
-        lo, hi = hi, 2 * hi
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    try:  # None: the boundary found is MAX_DEGREE, not the rank (B_crit is larger)
-        taylor_degree(hi**2, eps)
-    except ValueError:
-        return None
-    return lo
+
+def _eps_key(e) -> str:
+    return e if isinstance(e, str) else f"{e:g}"
+
+
+def _rows_fns(t, s) -> dict:
+    """rows_exact_L{L} (exact attention of the last L rows, O(L n d)) for each L in t.rows, and
+    rows_poly_g{g}_L{L} (poly attention of the last L rows) at the largest L."""
+    fns = {}
+    for L in t.get("rows", ()):
+        fns[f"rows_exact_L{L}"] = lambda q, k, v, L=L: pm.exact_rows(q[-L:], k, v, s)
+    for g in t.degrees if t.get("rows", ()) else ():
+        L = max(t.rows)
+        fns[f"rows_poly_g{g}_L{L}"] = lambda q, k, v, g=g, L=L: poly_attention_rows(
+            q[-L:], k, v, degree=g, scale=s
+        )
+    return fns
 
 
 def time_vs_n(cfg, key, log=print) -> dict:
-    """Wall time and temp memory of exact and poly attention for n = 2^p; slopes, crossover."""
+    """Wall time and temp memory of exact and poly attention for n = 2^p; slopes, crossover.
+
+    Full attention (all n rows): exact_* and poly_g*; the 1-layer readout (last L rows):
+    rows_exact_L* and rows_poly_g*; speed-ups at the largest n in ``speedup``.
+    """
     t, d, s = cfg.time, cfg.d, 1.0 / cfg.d
     fns = {
         "exact_dense": lambda q, k, v: pm.exact_attention(q, k, v, s),
@@ -183,6 +205,7 @@ def time_vs_n(cfg, key, log=print) -> dict:
         fns[f"poly_g{g}_causal"] = lambda q, k, v, g=g: poly_attention(
             q, k, v, degree=g, scale=s, causal=True, chunk=t.chunk
         )
+    fns.update(_rows_fns(t, s))
     jitted = {name: jax.jit(f) for name, f in fns.items()}
     ns = [2**p for p in range(t.log2_n_min, t.log2_n_max + 1)]
     res = {"n": ns, "seconds": {m: [] for m in fns}, "temp_bytes": {m: [] for m in fns}}
@@ -193,7 +216,8 @@ def time_vs_n(cfg, key, log=print) -> dict:
             skip = (name in ("exact_dense", "exact_dpa") and not dense_ok) or (
                 name == "exact_blocked" and dense_ok and not t.always_blocked
             )
-            res["seconds"][name].append(None if skip else time_fn(f, args, t.repeats))
+            sec = None if skip else time_fn(f, args, t.repeats, stat=t.get("stat", "median"))
+            res["seconds"][name].append(sec)
             res["temp_bytes"][name].append(None if skip else temp_bytes(fns[name], args))
         row = {m: v[-1] for m, v in res["seconds"].items() if v[-1] is not None}
         log(f"time: n {n}: " + ", ".join(f"{m} {sec * 1e3:.2f} ms" for m, sec in row.items()))
@@ -216,7 +240,24 @@ def time_vs_n(cfg, key, log=print) -> dict:
         ]
         for g in t.degrees
     }
+    res["speedup"] = _speedups(res["seconds"])
     return res
+
+
+def _speedups(sec) -> dict:
+    """Ratios of wall times at the largest n: baseline / method, for each pair that ran."""
+    last = {m: v[-1] for m, v in sec.items() if v and v[-1]}
+    out = {}
+    for m, v in last.items():
+        if m.startswith("poly") and "exact_best" in last:
+            out[f"exact_best / {m}"] = last["exact_best"] / v
+        if m.startswith("rows_exact") and "exact_best" in last:
+            out[f"exact_best / {m}"] = last["exact_best"] / v
+        if m.startswith("rows_exact"):
+            for p in (p for p in last if p.startswith("rows_poly") or p.startswith("poly_g")):
+                if not p.endswith("causal"):
+                    out[f"{m} / {p}"] = last[m] / last[p]
+    return out
 
 
 def _slope(ns, values):

@@ -5,18 +5,19 @@ import importlib
 import pytest
 
 from outeffhop.experiments import main_job
+from outeffhop.launch.cli import experiment_module
 from outeffhop.launch.configs import load_config
 
 
 @pytest.mark.parametrize("section", main_job.SECTIONS, ids=lambda s: s[0])
 def test_every_section_resolves(section):
-    name, config_name, module, presets = section
+    name, config_name, presets = section
     assert len(presets) == len(main_job.PRESETS)
     for preset in presets:
         if preset is None:  # skipped in that main-job preset
             continue
-        assert load_config(f"{config_name}:{preset}") is not None
-    assert callable(importlib.import_module(module).run)
+        config = load_config(f"{config_name}:{preset}")
+        assert callable(importlib.import_module(experiment_module(config)).run)
 
 
 def test_bad_arguments_name_the_field(tmp_path):

@@ -90,7 +90,7 @@ def test_job_configs():
 def test_reproduce_tiny_end_to_end_and_mismatched_checkpoint(tmp_path):
     root = ROOT
     wd = str(tmp_path / "study")
-    cmd = [sys.executable, "scripts/reproduce.py", "--config", "configs/reproduce.py:tiny"]
+    cmd = [sys.executable, "scripts/run.py", "--config", "configs/reproduce.py:tiny"]
     subprocess.run([*cmd, "--workdir", wd], cwd=root, check=True, capture_output=True)
     with open(os.path.join(wd, "report.md")) as f:
         text = f.read()

@@ -123,12 +123,12 @@ ADVERSARIAL = [
 ]
 
 
-def test_softmax_1_equals_design_stable_form():
+def test_softmax_1_equals_textbook_stable_form():
     # The textbook stable form: m = max(max_j x_j, 0), exp(x - m) / (exp(-m) + sum_j exp(x_j - m)).
     x = jnp.asarray(ADVERSARIAL[:4] + [[-30.0, -25.0, -40.0, -20.0], [1.0, 2.0, 3.0, 4.0]])
     m = jnp.maximum(jnp.max(x, -1, keepdims=True), 0.0)
-    design = jnp.exp(x - m) / (jnp.exp(-m) + jnp.sum(jnp.exp(x - m), -1, keepdims=True))
-    chex.assert_trees_all_close(softmax_1(x), design, rtol=1e-5, atol=1e-30)
+    textbook = jnp.exp(x - m) / (jnp.exp(-m) + jnp.sum(jnp.exp(x - m), -1, keepdims=True))
+    chex.assert_trees_all_close(softmax_1(x), textbook, rtol=1e-5, atol=1e-30)
     lse = jnp.squeeze(m, -1) + jnp.log(jnp.squeeze(jnp.exp(-m), -1) + jnp.sum(jnp.exp(x - m), -1))
     chex.assert_trees_all_close(lse_1(x), lse, rtol=1e-6, atol=1e-8)  # softplus: more exact
 

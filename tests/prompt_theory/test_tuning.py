@@ -157,6 +157,12 @@ def test_phase_transition_run_writes_its_outputs(tmp_path):
         and m["time"]["seconds"]["exact_blocked"][1]
     )
     assert set(m["time"]["crossover_n"]) == {"poly_g2", "poly_g2_causal"}
+    sec = m["time"]["seconds"]  # the 1-layer readout's baselines: the last L rows only
+    assert {"rows_exact_L8", "rows_exact_L128", "rows_poly_g2_L128"} <= set(sec)
+    assert "exact_best / poly_g2" in m["time"]["speedup"]
+    crit = m["degree"]["B_crit"]
+    assert set(crit["limit_ratio"]) == {"0.01", "0.0001", "1/n", "1/n^2"}
+    assert crit["d_log2_n"]["1/n"][0] == pytest.approx(0.707, abs=1e-3)  # 0.300 sqrt(ln 2^8)
     for name in (
         "metrics.json",
         "report.md",

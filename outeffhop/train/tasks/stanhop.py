@@ -13,8 +13,7 @@ import numpy as np
 
 from outeffhop.data import timeseries
 from outeffhop.models import stanhop
-from outeffhop.train.tasks import Task
-from outeffhop.train.tasks import _transformer as task_adapters
+from outeffhop.train.tasks import Task, _transformer
 
 
 def num_series(cfg) -> int:
@@ -68,11 +67,11 @@ def example_batch(cfg, n):
 
 
 def train_iter(cfg, workdir, process_index, process_count):
-    return task_adapters.dataset_iter(cfg, workdir, process_index, process_count)
+    return _transformer.dataset_iter(cfg, workdir, process_index, process_count)
 
 
 def eval_batches(cfg, workdir, process_index, process_count):
-    return task_adapters.eval_batches_of(cfg, workdir, process_index, process_count, "val")
+    return _transformer.eval_batches_of(cfg, workdir, process_index, process_count, "val")
 
 
 def check(cfg) -> None:
