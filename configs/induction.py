@@ -19,14 +19,19 @@ from outeffhop.train import base_config
 
 
 def get_config(arg: str = "quick"):
-    a = parse_arg(arg, presets=("tiny", "quick", "cpu"), default="quick")
+    a = parse_arg(arg, presets=("tiny", "quick", "cpu", "backcopy"), default="quick")
     c = base_config()
     c.task = "induction"  # outeffhop.train.tasks.induction
     c.experiment = "outeffhop.experiments.induction"  # run by scripts/run.py
     c.model = models.get_config(
         "opt-tiny", num_layers=2, d_model=64, num_heads=4, d_ff=256, vocab_size=32, max_len=32
     )  # pre-LN causal OPT; vocab = BOS, MARK and 30 content tokens
-    c.data = ml_collections.ConfigDict({"seq_len": 32})  # tokens per row
+    c.data = ml_collections.ConfigDict()
+    c.data.seq_len = 32  # tokens per row
+    c.data.mode = "mark"  # mark (MARK/key copy, else identity) | backcopy (bigram-backcopy)
+    c.data.mark_prob = 0.5  # mark: share of rows holding a MARK/key pair
+    c.data.num_triggers = 3  # backcopy: trigger tokens (after them the previous token repeats)
+    c.data.branch = 4  # backcopy: successors per token of the fixed bigram table
     c.batch_size = 32  # rows per step
     c.num_steps = 3000  # optimizer steps per variant (the retrieval forms after ~750-1500)
     c.optim.lr = 3e-3  # AdamW, constant after no warmup, no weight decay, no clipping
@@ -41,6 +46,9 @@ def get_config(arg: str = "quick"):
     if a.preset == "tiny":
         c.study.variants, c.num_steps, c.study.curve_every = ("vanilla", "softmax1"), 4, 2
         c.eval_steps = 2
+    if a.preset == "backcopy":
+        c.data.mode = "backcopy"
+        c.study.variants = ("vanilla", "softmax1")
     if a.preset == "cpu":
         c.study.variants = tuple(
             ("vanilla", "softmax1", "clipped", "gated", "clipped+softmax1", "gated+softmax1")

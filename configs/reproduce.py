@@ -7,15 +7,12 @@ Presets:
     quick  tiny models (2L/32), 150 steps per run, 6 variants x 3 families, one seed. Shows
            the table's layout and the FFN-output trend; no outliers or W8A8 gap can form at
            this size (docs/results.md): the report says so.
-    cpu    OPT (pre-LN causal LM) and BERT (post-LN MLM), 4L/128, vanilla vs softmax1, 5000
-           steps, lr 2e-3 constant, no dropout / weight decay, one seed, 2 rounds of 2 pinned
-           runs on 2 cores (69 min before the CPU speed changes, with other jobs alongside;
-           a BERT round took 17 min after them). --config.families='("bert",)'
-           --config.num_seeds=3 gives the README's three-seed BERT table. Expect
-           FFN-output outliers (max inf-norm in the 100s) and a W8A8 perplexity cost of
-           5-20% for vanilla BERT; Softmax_1 capped BERT's max inf-norm near 200 and its
-           cost at 4-7% in 3 seeds; its kurtosis varied more across seeds than between
-           variants.
+    cpu    the table at CPU scale (docs/table.md): OPT and BERT 4L/128 (5000 steps, lr 2e-3
+           constant, no dropout / weight decay) and ViT 4L/128 on 32x32 digit canvases, all
+           six variants, 3 seeds, one training process at a time: 54 runs of 17-35 min on
+           an idle core (several times longer on a shared box); resumable, finished runs
+           are kept. Committed runs: results/cpu_table. Earlier cpu-preset tables (2
+           variants): results/cpu, results/cpu_bert_3seeds.
     paper  the papers' models and hyperparameters (configs/{bert,opt,vit}.py:paper), 3 seeds;
            GPU / TPU scale, needs the corpora locally.
 Expected result: writes <workdir>/report.md (table, relative change of Softmax_1 vs each
@@ -79,31 +76,27 @@ def get_config(arg: str = "quick"):
         c.variants = ("vanilla", "softmax1")
         c.ablations = ()
     if arg == "cpu":
-        # The search for outliers at CPU scale (docs/results.md): the pre-LN causal LM
-        # and the post-LN MLM, 4L/128, lr 2e-3 constant, no dropout, no weight decay; the
-        # two variants the papers' claim is about, one seed (2 rounds of 2 pinned jobs).
-        c.families = ("opt", "bert")
-        c.variants = ("vanilla", "softmax1")
-        c.num_seeds = 1
-        c.ablations = ("opt", "bert")
-        c.int8 = ("opt", "bert")
+        # The paper's table at CPU scale (docs/table.md): OPT (pre-LN causal LM) and BERT
+        # (post-LN MLM) at 4L/128, 5000 steps, lr 2e-3 constant, no dropout / weight decay;
+        # ViT 4L/128 on digits placed on a 32x32 noisy canvas (configs/vit.py:cpu); every
+        # variant, 3 seeds, one training process at a time (the 2-core box is shared).
+        c.families = ("opt", "bert", "vit")
+        c.variants = tuple(VARIANTS)
+        c.num_seeds = 3
+        c.workers = 1  # one pinned training process at a time
+        c.ablations = ("opt", "bert", "vit")
+        c.int8 = ("opt", "bert", "vit")
         c.notes = (
-            "cpu preset: 4L/128 models, 5000 steps of batch 16 x 128 tokens, lr 2e-3 constant "
-            "after warmup, no dropout or weight decay, one seed. The stdlib corpus is small "
-            "(about 0.5M tokens: 19 epochs in 5000 steps). OPT's eval loss bottoms out at "
-            "step 2000 (4.26) and rises after that, so its FP perplexities are of overfit "
-            "models; BERT's eval loss still falls at step 5000.",
-            "",
-            "What was tried before this preset showed outliers (this machine, one seed each): "
-            "the quick preset (2L/32, 150 steps): no separation, W8A8 free; BERT 4L/64, lr "
-            "2e-3, 5000 steps: FFN-output inf-norm 44.6 vanilla vs 34.2 "
-            "Softmax_1, layer outputs Gaussian, W8A8 free; BERT 4L/128 with dropout 0.1, "
-            "weight decay 0.01, lr 1e-3, 1400 steps: variants indistinguishable; the outlier "
-            "induction task (2L/64 OPT, 3000 steps): no massive activations. What made the "
-            "difference here: width 128, no dropout / weight decay, a constant 2e-3 rate and "
-            "5000 steps.",
+            "cpu preset: OPT and BERT 4L/128, 5000 steps of batch 16 x 128 tokens, lr 2e-3 "
+            "constant after warmup, no dropout or weight decay; ViT 4L/128 on 32x32 canvases "
+            "(65 tokens), 4000 steps of batch 32, lr 2e-3 constant, no weight decay. Seeds "
+            "change the init draw and dropout keys; the data order is the same for every run "
+            "(data.seed 0). Clipped softmax: OPT alpha = 12 (gamma = -12/128), BERT gamma = "
+            "-0.5/128, ViT gamma = -1e-5 (docs/table.md: what each does at init). The stdlib "
+            "corpus is small (about 0.5M tokens: 19 epochs in 5000 steps); OPT's eval loss "
+            "bottoms out near step 2000 and rises after it.",
         )
-        for fam in c.families:
+        for fam in ("opt", "bert"):
             o = ml_collections.ConfigDict()
             o.num_steps = 5000  # optimizer steps per run
             o.optim = ml_collections.ConfigDict()
@@ -114,4 +107,10 @@ def get_config(arg: str = "quick"):
             o.model.hidden_dropout = 0.0  # no dropout
             o.model.attention_dropout = 0.0
             c.overrides[fam] = o
+        # clipped softmax (docs/table.md): OPT keeps the papers' alpha = 12 as gamma = -alpha/T
+        # at T = 128 (causal rows with < 12 keys and short documents are alive at init and
+        # revive the rest); BERT's -0.025 zeroes every near-uniform row of >= 41 keys, so
+        # it uses alpha = 0.5 (gamma = -0.5/128: weights under half the uniform one clip).
+        c.overrides.opt.model.attention = ml_collections.ConfigDict({"alpha": 12.0})
+        c.overrides.bert.model.attention = ml_collections.ConfigDict({"alpha": 0.5})
     return a.apply(c)

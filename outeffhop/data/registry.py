@@ -9,9 +9,9 @@ import grain
 import ml_collections
 import numpy as np
 
-from outeffhop.data import corpus, images, text_data, timeseries
+from outeffhop.data import corpus, images, synthetic_images, text_data, timeseries
 
-IMAGE_DATASETS = ("digits", "image_folder")
+IMAGE_DATASETS = ("digits", "image_folder", "canvas_digits")
 DATASETS = (*corpus.TEXT_CORPORA, *IMAGE_DATASETS, "timeseries")
 OBJECTIVES = ("mlm", "clm", "classification", "forecast")  # data.objective
 SPLITS = ("train", "eval", "val", "test")  # test: time series only
@@ -239,6 +239,8 @@ def make_dataset(
     shard_ds = None
     if dcfg.name == "timeseries":
         examples, extra = _timeseries_examples(dcfg, split)
+    elif dcfg.name == "canvas_digits":
+        examples, extra = synthetic_images.canvas_digits(dcfg, train)
     elif dcfg.name in IMAGE_DATASETS:
         examples, extra = _image_examples(dcfg, train)
     elif dcfg.get("format", "cache") == "shards":

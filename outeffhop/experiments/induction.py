@@ -53,7 +53,8 @@ def _metric(sums):
 def _variant_config(config, variant: str):
     cfg = copy.deepcopy(config)
     cfg.model.attention.update(VARIANTS[variant])
-    del cfg.study
+    with cfg.unlocked():  # configs from the command line come locked
+        del cfg.study
     return cfg
 
 
@@ -73,7 +74,20 @@ def train_variant(config, name: str, workdir: str) -> dict:
         v = {"params": state["params"]}
         s = outliers.outlier_stats(model, v, evals[:1], layers, inputs_fn=_inputs)
         fp = _metric(evaluation.quant.sum_metrics(_forward(model, cfg), v, evals[:1])[0])
-        curve.append(dict(step=step, **fp, kurtosis=s["avg_kurtosis"], inf_norm=s["max_inf_norm"]))
+        mass = attention_mass.attention_mass(
+            model, v, evals[:1], inputs_fn=_inputs, groups_fn=attention_mass.no_groups
+        )
+        curve.append(
+            dict(
+                step=step,
+                **fp,
+                kurtosis=s["avg_kurtosis"],
+                inf_norm=s["max_inf_norm"],
+                bos_mass=mass["mean"]["first"],
+                bos_mass_top=mass["max_head"]["first"],
+                null_mass=mass["mean"]["null"],
+            )
+        )
     v = {"params": state["params"]}
     row = evaluation.evaluate(
         model,
@@ -119,12 +133,13 @@ def run(config, workdir: str) -> dict:
 
 
 def _plot(results, workdir):
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.5))
+    titles = {"loss": "eval loss (1 batch)", "bos_mass": "attention mass on BOS (mean)"}
     for r in results:
         steps = [c["step"] for c in r["curve"]]
-        for ax, key in zip(axes, ("loss", "inf_norm", "kurtosis"), strict=True):
+        for ax, key in zip(axes, ("loss", "inf_norm", "kurtosis", "bos_mass"), strict=True):
             ax.plot(steps, [c[key] for c in r["curve"]], label=r["variant"])
-            ax.set_title(f"layer outputs: {key}" if key != "loss" else "eval loss (1 batch)")
+            ax.set_title(titles.get(key, f"layer outputs: {key}"))
             ax.set_xlabel("step")
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=7)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from outeffhop.experiments.outlier_study import jobs as study
-from outeffhop.experiments.outlier_study import report, scheduler
+from outeffhop.experiments.outlier_study import report, scheduler, stats
 from outeffhop.launch.configs import load_config
 from tests import ROOT
 
@@ -34,19 +34,38 @@ def fake_row(variant, seed, scale):
     }
 
 
-def test_report_layout_and_relative_change(tmp_path):
-    rows = [fake_row("vanilla", s, 1.0) for s in (0, 1)] + [
-        fake_row("softmax1", s, 0.5) for s in (0, 1)
+def test_report_layout_and_paired_change(tmp_path):
+    # softmax1 halves kurtosis / inf-norm in every seed; its FP metric is +1 in seed 0, -1 in 1
+    rows = [fake_row("vanilla", s, 1.0) for s in (0, 1, 2)] + [
+        fake_row("softmax1", s, 0.5 + 0.01 * s) for s in (0, 1, 2)
     ]
-    meta = {"preset": "tiny", "steps": "bert 3", "seeds": 2, "machine": "test", "wall_s": 1.0}
+    for r, d in zip(rows[3:], (1.0, -1.0, 0.5), strict=True):
+        r["fp"]["metric"] += d
+    meta = {"preset": "tiny", "steps": "bert 3", "seeds": 3, "machine": "test", "wall_s": 1.0}
     text = report.write(rows, str(tmp_path), meta, list(study.VARIANTS))
-    assert "| vanilla | 10.5 ± 0.71 | 4 ± 0 | 6 ± 0 |" in text
-    assert "| softmax1 vs vanilla | +0.0% | -50.0% | -50.0% | +0.0% | -50.0% | -50.0% |" in text
-    assert "| vanilla | 10.5 ± 0.71 | 11.5 ± 0.71 | 20 ± 0 |" in text  # ablations
+    assert "| vanilla | 3 | 11 ± 1 | 12 ± 1 |" in text
+    assert "| vanilla | 11 ± 1 | 12 ± 1 | 20 ± 0 |" in text  # ablations
+    inf = [100 * (6.0 * (0.5 + 0.01 * s) - 6.0) / 6.0 for s in (0, 1, 2)]
+    lo, hi = stats.t_interval(inf)
+    line = (
+        f"| softmax1 vs vanilla | max inf-norm | {np.mean(inf):+.1f} % | [{lo:+.1f}, {hi:+.1f}] |"
+    )
+    assert line + " 3/3 | 0.25 | 0.25 | improves |" in text
+    fp_line = next(x for x in text.splitlines() if x.startswith("| softmax1 vs vanilla | FP |"))
+    assert fp_line.endswith("| 1/3 | 0.75 | 1 | not shown |")  # +10%, -9.1%, +4.5%
+    sentences = {
+        x.split(": Softmax_1 ")[1].split(" ")[0]: x
+        for x in text.splitlines()
+        if ": Softmax_1 " in x
+    }
+    assert "max inf-norm" in sentences["improves"] and "FP " not in sentences["improves"]
+    assert "FP +" in sentences["shows"] and "max inf-norm" not in sentences["shows"]
+    assert "cannot give p below 0.25" in text
     for png in ("bert_layers.png", "bert_hist.png"):
         assert os.path.getsize(tmp_path / png) > 1000
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    np.testing.assert_allclose(saved["table"]["bert"]["softmax1"]["avg kurtosis"], [2.0, 0.0])
+    np.testing.assert_allclose(saved["table"]["bert"]["vanilla"]["avg kurtosis"], [4.0, 0.0])
+    assert saved["paired"]["bert"]["softmax1 vs vanilla"]["max inf-norm"]["n"] == 3
     assert "FP (perplexity)" in study.table_row(rows[0])
     assert "Evaluation protocol `ours`" in text  # rows without a protocol field are ours
     rows[0].update(protocol="official", maxima={"ffn": 7.0})
@@ -114,3 +133,16 @@ def test_reproduce_tiny_end_to_end_and_mismatched_checkpoint(tmp_path):
         [*base, "--config.model.d_model=64"], cwd=root, capture_output=True, text=True
     )
     assert bad.returncode == 1 and "another shape" in bad.stderr
+
+
+def test_rewrite_reports_the_finished_runs(tmp_path):
+    for variant, scale in (("vanilla", 1.0), ("softmax1", 0.5)):
+        for seed in (0, 1):
+            run = tmp_path / "runs" / "bert" / variant / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "eval.json").write_text(json.dumps(fake_row(variant, seed, scale)))
+    text = report.rewrite(str(tmp_path), "cpu")
+    assert "4 finished runs" in text and "| softmax1 vs vanilla | max inf-norm | -50.0 % |" in text
+    assert (tmp_path / "report.md").read_text() == text
+    with pytest.raises(ValueError, match="no finished run"):
+        report.rewrite(str(tmp_path / "empty"), "cpu")

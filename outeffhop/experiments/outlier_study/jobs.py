@@ -301,6 +301,27 @@ def _qwix(model, variables, calib, cfg, example):
     return _forward(qmodel, cfg), qvars
 
 
+def logged_train_seconds(metrics_path: str, tokens_per_step: int) -> float:
+    """Wall seconds of the training steps kept in ``metrics.jsonl``, over every session.
+
+    Each log row holds ``tokens_per_s`` over the window since the previous logged step (eval
+    and checkpoint pauses included); the window took ``tokens_per_step * (step_i - step_{i-1})
+    / tokens_per_s_i`` seconds. A resumed run's log is cut back to its checkpoint, so the sum
+    covers steps 0..N exactly once, where ``train_s`` counts the last session only.
+    """
+    if not os.path.exists(metrics_path):
+        return 0.0
+    total, prev = 0.0, 0
+    with open(metrics_path) as f:
+        for line in f:
+            row = json.loads(line)
+            if "tokens_per_s" not in row:
+                continue
+            total += tokens_per_step * (row["step"] - prev) / max(row["tokens_per_s"], 1e-9)
+            prev = row["step"]
+    return total
+
+
 def run_job(job: dict) -> dict:
     """Train (resuming) and evaluate one job; writes and returns ``eval.json``."""
     cfg = job_config(job["family"], job["preset"], job["variant"], job["seed"], job["overrides"])
@@ -318,12 +339,15 @@ def run_job(job: dict) -> dict:
         ablations=job["ablations"],
         int8=job["int8"],
     )
+    per_step = cfg.batch_size * tasks.get_task(cfg.task).tokens_per_example(cfg)
     row.update(
         variant=job["variant"],
         seed=job["seed"],
         steps=cfg.num_steps,
-        train_s=t1 - t0,
+        train_s=t1 - t0,  # this process only (a resumed run: since its checkpoint)
+        train_log_s=logged_train_seconds(os.path.join(wd, "metrics.jsonl"), per_step),
         eval_s=time.perf_counter() - t1,
+        load_avg=list(os.getloadavg()),  # 1/5/15-minute load when the job ended
     )
     with open(os.path.join(wd, "eval.json"), "w") as f:
         json.dump(row, f)
