@@ -14,13 +14,7 @@ from outeffhop import models
 from outeffhop.nn.attention import MultiHeadAttention, attention_config, attention_path
 from outeffhop.ops import attention as attn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_compiles():
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
 
 
 def _path(normalizer="softmax", implementation=None, **kw):

@@ -12,13 +12,7 @@ from outeffhop.models import blocks
 from outeffhop.models import partitioning as pt
 from outeffhop.train import sharding
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_compiles():
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
 
 
 def _specs(rules, names):

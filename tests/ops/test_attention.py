@@ -17,13 +17,7 @@ B, H, D = 2, 2, 4
 GZ = {"gamma": -0.1, "zeta": 1.1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_compiles():
-    """Tiny shapes: compiling dominates, so skip XLA's costly optimizations in this module."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
 
 
 def _qkv(t=5, s=5, scale=1.0, seed=0):

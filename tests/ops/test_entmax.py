@@ -12,14 +12,7 @@ from jax.test_util import check_grads
 from outeffhop.ops import entmax
 from outeffhop.ops.entmax import entmax_bisect, gsh_alpha, sparsemax
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_compiles():
-    """Tiny shapes: compiling dominates, so skip XLA's costly optimizations in this module."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
 
 
 def _z(shape=(4, 7), seed=0):

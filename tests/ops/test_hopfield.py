@@ -18,13 +18,7 @@ from outeffhop.ops.hopfield import hopfield_energy, hopfield_fixed_point, hopfie
 NORMS = ("softmax", "softmax1")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_compiles():
-    """Tiny shapes: compiling dominates, so skip XLA's costly optimizations in this module."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
 
 
 def _instance(m=5, d=4, batch=(3,), seed=0):

@@ -23,13 +23,7 @@ from outeffhop.ops.softmax import (
 GZ = {"gamma": -0.025, "zeta": 1.0}  # the BERT clipped-softmax preset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_compiles():
-    """Tiny shapes: compiling dominates, so skip XLA's costly optimizations in this module."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
 
 
 def _x(shape, scale=3.0, seed=0):

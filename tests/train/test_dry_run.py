@@ -21,12 +21,7 @@ from tests import ROOT
 SCHEMA = {"devices", "mesh", "per_device_bytes", "flops_per_step", "collectives"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_compiles():
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
 
 
 def small_opt(parallelism="fsdp"):

@@ -17,13 +17,7 @@ def _loss(model, params, batch, rng, train):
     return _transformer._loss(model, params, {"input_ids": batch["tokens"]}, rng, train)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cheap_compiles():
-    """Tiny shapes: compiling dominates, so skip XLA's costly optimizations in this module."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
 
 
 def tiny_opt_task() -> tasks.Task:
