@@ -65,6 +65,7 @@ def _inputs(b):
     return (), {**b, "deterministic": True}
 
 
+@pytest.mark.slow
 def test_attention_mass_on_bert():
     out = {}
     for norm in ("softmax", "softmax1"):

@@ -16,7 +16,9 @@ def test_uniform_clipped_from():
     assert uniform_clipped_from(attention_config(normalizer="clipped", gamma=0.0), 128) is None
 
 
-@pytest.mark.parametrize("length, dead", [(16, False), (64, True)])
+@pytest.mark.parametrize(
+    "length, dead", [pytest.param(16, False, marks=pytest.mark.slow), (64, True)]
+)
 def test_bert_clipped_attention_gets_no_gradient_at_init(length, dead):
     cfg = models.get_config("bert-tiny", num_layers=1)
     cfg.attention.normalizer = "clipped"  # gamma -0.025, zeta 1: dead from 41 keys

@@ -292,7 +292,7 @@ PARITY_CASES = {
 }
 
 
-_FAST_CASES = ("default", "all_features")
+_FAST_CASES = ("default",)  # the others: -m slow
 
 
 @pytest.mark.parametrize(

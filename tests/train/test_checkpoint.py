@@ -81,6 +81,7 @@ def _forget_last(workdir):
     shutil.rmtree(workdir / "checkpoints" / "8")
 
 
+@pytest.mark.slow
 def test_resume_2_to_1_and_1_to_2_processes_equals_uninterrupted(tmp_path):
     two_then_one, one_then_two, whole = tmp_path / "2to1", tmp_path / "1to2", tmp_path / "whole"
     first = _start_two(two_then_one, 8)  # 2 processes, checkpoints at 4 and 8
@@ -103,6 +104,7 @@ def test_resume_2_to_1_and_1_to_2_processes_equals_uninterrupted(tmp_path):
     assert files == ["process_0-of-2.json", "process_1-of-2.json"]
 
 
+@pytest.mark.slow
 def test_differing_iterator_states_name_the_process_counts(tmp_path):
     train(_config(8), str(tmp_path))
     _forget_last(tmp_path)

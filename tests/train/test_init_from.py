@@ -107,6 +107,7 @@ def test_hf_init_reads_the_checkpoints_tokenizer_or_refuses(tmp_path):
     assert cfg.data.tokenizer_path == "train"
 
 
+@pytest.mark.slow
 def test_trainer_starts_from_another_runs_params(tmp_path):
     first = toy.get_config()
     first.num_steps = 3

@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from outeffhop.train import train_and_evaluate as train
 from outeffhop.train.metrics_log import read_metrics
@@ -39,6 +40,7 @@ def _rows(workdir):
     return [r for r in read_metrics(workdir) if "loss" in r or "eval_loss" in r]
 
 
+@pytest.mark.slow
 def test_two_processes_reproduce_eight_devices(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     address = f"127.0.0.1:{_free_port()}"
