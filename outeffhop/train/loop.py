@@ -280,7 +280,7 @@ def _train(run: _Run, workdir: str) -> dict:
     cfg = run.cfg
     pidx, pcount = jax.process_index(), jax.process_count()
     say = _progress(cfg.progress_bar and pidx == 0)
-    say("preparing data (a tokenizer is trained and cached on first use) ...")
+    say("preparing the data (text: the first run trains and caches a tokenizer) ...")
     data_iter = run.task.train_iter(cfg, workdir, pidx, pcount)
     mngr = checkpoint.make_manager(workdir, cfg.max_to_keep)
     state = _initial_state(run, mngr, data_iter)
