@@ -21,6 +21,7 @@ def fake_row(variant, seed, scale):
         "variant": variant,
         "seed": seed,
         "steps": 3,
+        "protocol": "official",
         "fp": {"metric": 10.0 + seed, "metric_name": "perplexity"},
         "avg_kurtosis": 4.0 * scale,
         "max_inf_norm": 6.0 * scale,
@@ -67,7 +68,7 @@ def test_report_layout_and_paired_change(tmp_path):
     np.testing.assert_allclose(saved["table"]["bert"]["vanilla"]["avg kurtosis"], [4.0, 0.0])
     assert saved["paired"]["bert"]["softmax1 vs vanilla"]["max inf-norm"]["n"] == 3
     assert "FP (perplexity)" in study.table_row(rows[0])
-    assert "Evaluation protocol `ours`" in text  # rows without a protocol field are ours
+    assert "Evaluation protocol `official`" in text
     rows[0].update(protocol="official", maxima={"ffn": 7.0})
     assert "protocol: official; max inf-norm of ffn 7" in study.table_row(rows[0])
 
@@ -94,6 +95,8 @@ def test_job_configs():
     assert len(jobs) == 3 * 6
     assert jobs[0]["overrides"]["num_steps"] == 150
     assert {j["protocol"] for j in jobs} == {"official"}
+    # seed-major within a family: whole paired seeds first
+    assert [(j["variant"], j["seed"]) for j in jobs[:2]] == [("vanilla", 0), ("softmax1", 0)]
     zeta = {(j["family"], j["variant"]): j["overrides"].get("model.attention.zeta") for j in jobs}
     assert zeta["bert", "clipped+softmax1"] == 1.1 and zeta["bert", "clipped"] is None
     assert zeta["opt", "clipped+softmax1"] == 1.0
@@ -146,3 +149,29 @@ def test_rewrite_reports_the_finished_runs(tmp_path):
     assert (tmp_path / "report.md").read_text() == text
     with pytest.raises(ValueError, match="no finished run"):
         report.rewrite(str(tmp_path / "empty"), "cpu")
+
+
+def test_runs_of_another_protocol_are_evaluated_again_and_left_out_of_the_table(tmp_path):
+    # a run evaluated before protocols existed (no "protocol" key: ours) is not finished for
+    # an official study, and the report never mixes it into the official table
+    rows = {}
+    for variant, scale in (("vanilla", 1.0), ("softmax1", 0.5)):
+        for seed in (0, 1):
+            row = fake_row(variant, seed, scale)
+            if seed == 1:
+                del row["protocol"]
+            run = tmp_path / "runs" / "bert" / variant / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "eval.json").write_text(json.dumps(row))
+            rows[variant, seed] = dict(workdir=str(run), protocol="official")
+    assert scheduler.finished(rows["vanilla", 0])
+    assert not scheduler.finished(rows["vanilla", 1])
+    assert scheduler.finished({**rows["vanilla", 1], "protocol": "ours"})
+    text = report.rewrite(str(tmp_path), "cpu")
+    assert "2 finished runs" in text and "| vanilla | 1 |" in text
+    assert "Left out, measured under another protocol than `official`" in text
+    assert "bert/vanilla/seed1 (ours)" in text and "bert/softmax1/seed1 (ours)" in text
+    for run in tmp_path.glob("runs/bert/*/seed0/eval.json"):
+        run.unlink()
+    with pytest.raises(ValueError, match="no run evaluated under the 'official' protocol"):
+        report.rewrite(str(tmp_path), "cpu")

@@ -166,7 +166,7 @@ def test_official_sites_weights_and_float_head(family):
         for head in ("mlm_dense", "mlm_ln"):
             assert jax.tree.all(jax.tree.map(np.array_equal, q[head], p[head]))
     out = jax.jit(quant.quantized(forward, ranges, proto.quant))(v, inputs)["logits"]
-    fp = forward(v, inputs)["logits"]
+    fp = jax.jit(forward)(v, inputs)["logits"]
     assert 0 < float(jnp.max(jnp.abs(out - fp))) < 0.2 * float(jnp.max(jnp.abs(fp)))
 
 

@@ -14,8 +14,6 @@ from outeffhop import models
 from outeffhop.nn.attention import MultiHeadAttention, attention_config, attention_path
 from outeffhop.ops import attention as attn
 
-pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
-
 
 def _path(normalizer="softmax", implementation=None, **kw):
     cfg = attention_config(normalizer=normalizer, implementation=implementation)

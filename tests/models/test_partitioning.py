@@ -12,8 +12,6 @@ from outeffhop.models import blocks
 from outeffhop.models import partitioning as pt
 from outeffhop.train import sharding
 
-pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
-
 
 def _specs(rules, names):
     return nn.logical_to_mesh_axes(names, rules)

@@ -158,11 +158,12 @@ def test_gsh_alpha_gradient_matches_finite_differences():
     params = layer.init(jax.random.key(1), x)["params"]
     w = jax.random.normal(jax.random.key(2), (2, 5, 8))
 
+    @jax.jit
     def loss(a):
         return jnp.sum(w * layer.apply({"params": {**params, "gsh_alpha": a}}, x))
 
     a = jnp.array([-0.5, 0.5])
-    g = jax.grad(loss)(a)
+    g = jax.jit(jax.grad(loss))(a)
     eps = 1e-2
     for h in range(2):
         e = jnp.zeros(2).at[h].set(eps)

@@ -17,9 +17,6 @@ B, H, D = 2, 2, 4
 GZ = {"gamma": -0.1, "zeta": 1.1}
 
 
-pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
-
-
 def _qkv(t=5, s=5, scale=1.0, seed=0):
     rng = np.random.default_rng(seed)
     q = scale * rng.normal(size=(B, t, H, D))

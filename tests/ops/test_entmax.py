@@ -12,8 +12,6 @@ from jax.test_util import check_grads
 from outeffhop.ops import entmax
 from outeffhop.ops.entmax import entmax_bisect, gsh_alpha, sparsemax
 
-pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
-
 
 def _z(shape=(4, 7), seed=0):
     return 2.0 * jax.random.normal(jax.random.key(seed), shape)

@@ -18,9 +18,6 @@ from outeffhop.ops.hopfield import hopfield_energy, hopfield_fixed_point, hopfie
 NORMS = ("softmax", "softmax1")
 
 
-pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
-
-
 def _instance(m=5, d=4, batch=(3,), seed=0):
     rng = np.random.default_rng(seed)
     patterns = jnp.asarray(rng.normal(size=(m, d)), jnp.float32)

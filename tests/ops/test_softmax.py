@@ -23,9 +23,6 @@ from outeffhop.ops.softmax import (
 GZ = {"gamma": -0.025, "zeta": 1.0}  # the BERT clipped-softmax preset
 
 
-pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
-
-
 def _x(shape, scale=3.0, seed=0):
     return jnp.asarray(scale * np.random.default_rng(seed).normal(size=shape), jnp.float32)
 

@@ -21,9 +21,6 @@ from tests import ROOT
 SCHEMA = {"devices", "mesh", "per_device_bytes", "flops_per_step", "collectives"}
 
 
-pytestmark = pytest.mark.usefixtures("cheap_compiles")  # tests/conftest.py
-
-
 def small_opt(parallelism="fsdp"):
     """OPT, 1 layer, d 64, vocab 512, batch 64 x 32: big enough that the layouts differ."""
     c = load_config("opt:quick")

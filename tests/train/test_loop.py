@@ -101,11 +101,11 @@ train_and_evaluate(c, sys.argv[1], devices=jax.devices()[:1])
 
 
 def test_exact_resume_after_sigkill(tmp_path):
-    steps = 200
+    steps = 100
     code = RUN.format(steps=steps)
     c = toy.get_config()
     c.num_steps, c.log_every, c.checkpoint_every, c.eval_steps = steps, 1, 7, 0
-    kill_at = int(np.random.default_rng().integers(10, 150))
+    kill_at = int(np.random.default_rng().integers(10, 70))
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", code, str(killed)], cwd=ROOT)
     deadline = time.time() + 120
