@@ -354,7 +354,12 @@ def run_job(job: dict) -> dict:
     return row
 
 
-if __name__ == "__main__":
+def main(spec: str) -> None:
+    """Run the job described by the JSON file ``spec`` (the scheduler's worker entry point)."""
     logging.basicConfig(level=logging.INFO)
-    with open(sys.argv[1]) as f:
+    with open(spec) as f:
         run_job(json.load(f))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -285,9 +285,27 @@ def protocol_line(rows: list[dict]) -> str:
     return f"Evaluation protocol {', '.join(f'`{n}`' for n in names)} ({notes})."
 
 
+def split_protocol(rows: list[dict], protocol: str) -> tuple[list[dict], list[dict]]:
+    """(rows measured under ``protocol``, the others): a table never mixes protocols."""
+    keep = [r for r in rows if r.get("protocol", "ours") == protocol]
+    return keep, [r for r in rows if r.get("protocol", "ours") != protocol]
+
+
+def left_out_line(rows: list[dict], protocol: str) -> str:
+    """The report's sentence on runs left out because they were measured under another protocol."""
+    names = ", ".join(
+        f"{r['family']}/{r['variant']}/seed{r['seed']} ({r.get('protocol', 'ours')})" for r in rows
+    )
+    return (
+        f"Left out, measured under another protocol than `{protocol}`: {names}. Rerunning the "
+        "study evaluates them again from their final checkpoints."
+    )
+
+
 def write(rows: list[dict], workdir: str, meta: dict, variants) -> str:
     """Write ``report.md``, ``metrics.json`` and PNGs to ``workdir``; return the report text."""
     os.makedirs(workdir, exist_ok=True)
+    rows, left_out = split_protocol(rows, meta.get("protocol", "official"))
     by = group(rows)
     lines = [
         "# Outlier and W8A8 quantization study",
@@ -295,8 +313,8 @@ def write(rows: list[dict], workdir: str, meta: dict, variants) -> str:
         f"Preset `{meta['preset']}`; steps {meta['steps']}; seeds {meta['seeds']}; "
         f"machine {meta['machine']}; wall time {meta['wall_s']:.0f} s.",
         "",
-        "Columns: FP metric, W8A8 fake-quantized metric (weights symmetric per tensor, "
-        "activations asymmetric, running min/max EMA 0.9 on held-out batches) and its cost "
+        "Columns: FP metric, W8A8 fake-quantized metric (quantizer sites, weights and range "
+        "estimator of the evaluation protocol named below) and its cost "
         "(perplexity increase in %, or accuracy points lost), average kurtosis (mean over the "
         "papers' module set), max inf-norm (max over modules), and the FFN outputs alone; "
         "mean ± sample std over seeds; wall minutes per run (training summed over resumed "
@@ -313,6 +331,8 @@ def write(rows: list[dict], workdir: str, meta: dict, variants) -> str:
         protocol_line(rows),
         "",
     ]
+    if left_out:
+        lines += [left_out_line(left_out, meta.get("protocol", "official")), ""]
     numbers, pairs = {}, {}
     for family in sorted(by):
         t, numbers[family] = table(by[family], variants)
@@ -347,9 +367,16 @@ def rewrite(workdir: str, preset: str = "cpu") -> str:
     from outeffhop.launch.configs import load_config
 
     config = load_config(f"reproduce:{preset}")
-    rows = collect(workdir)
-    if not rows:
+    protocol = config.get("protocol", "official")
+    every = collect(workdir)
+    if not every:
         raise ValueError(f"workdir {workdir!r} holds no finished run (runs/*/*/*/eval.json).")
+    rows = split_protocol(every, protocol)[0]
+    if not rows:
+        raise ValueError(
+            f"workdir {workdir!r} holds no run evaluated under the {protocol!r} protocol; "
+            "rerun the study to evaluate its runs again."
+        )
     steps = sorted({(r["family"], r["steps"]) for r in rows})
     meta = {
         "preset": preset,
@@ -358,8 +385,9 @@ def rewrite(workdir: str, preset: str = "cpu") -> str:
         "machine": f"{len(rows)} finished runs, one training process at a time",
         "wall_s": sum(run_seconds(r) for r in rows),
         "notes": list(config.notes),
+        "protocol": protocol,
     }
-    return write(rows, workdir, meta, list(config.variants))
+    return write(every, workdir, meta, list(config.variants))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Each job trains in its own process pinned to one core (``taskset`` + single-threaded XLA: on
 the 2-core dev box that gave 2.7x the throughput of one process using both cores); a job
-whose ``eval.json`` exists is not rerun, so a stopped study resumes from its finished runs.
+whose ``eval.json`` exists under the config's evaluation protocol is not rerun, so a stopped
+study resumes from its finished runs; one measured under another protocol (or before
+protocols existed: ``ours``) is evaluated again from its final checkpoint.
 """
 
 from __future__ import annotations
@@ -17,13 +19,43 @@ import time
 from outeffhop.experiments.outlier_study.jobs import check_variant, job_config, variant_overrides
 from outeffhop.train import tasks
 
+# the worker imports the jobs module rather than running it with -m (whose package imports it
+# first, and runpy warns)
+WORKER = "import sys; from outeffhop.experiments.outlier_study.jobs import main; main(sys.argv[1])"
 SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def row_protocol(row: dict) -> str:
+    """The protocol an ``eval.json`` row was measured under (rows from before protocols: ours)."""
+    return row.get("protocol", "ours")
+
+
+def finished(job: dict) -> bool:
+    """Whether ``job`` has an ``eval.json`` measured under the job's protocol.
+
+    A run evaluated under another protocol is not finished: it is logged and evaluated again
+    (its training resumes from the final checkpoint, so only the evaluation runs).
+    """
+    path = os.path.join(job["workdir"], "eval.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        measured = row_protocol(json.load(f))
+    wanted = job.get("protocol", "official")
+    if measured != wanted:
+        logging.warning(
+            "%s was evaluated under protocol %r, the study asks %r: evaluating it again",
+            job["workdir"],
+            measured,
+            wanted,
+        )
+    return measured == wanted
 
 
 def run_jobs(jobs: list[dict], workers: int, log_dir: str) -> None:
     """Run jobs in subprocesses, ``workers`` at a time, each pinned to its own core."""
     os.makedirs(log_dir, exist_ok=True)
-    pending = [j for j in jobs if not os.path.exists(os.path.join(j["workdir"], "eval.json"))]
+    pending = [j for j in jobs if not finished(j)]
     cores = list(range(os.cpu_count() or 1))
     running: dict[int, tuple] = {}
     free = list(range(workers))
@@ -36,7 +68,7 @@ def run_jobs(jobs: list[dict], workers: int, log_dir: str) -> None:
             with open(spec, "w") as f:
                 json.dump(job, f)
             env = dict(os.environ, XLA_FLAGS=SINGLE_THREAD, JAX_PLATFORMS="cpu")
-            cmd = [sys.executable, "-m", "outeffhop.experiments.outlier_study.jobs", spec]
+            cmd = [sys.executable, "-c", WORKER, spec]
             if workers > 1 and _has_taskset():
                 cmd = ["taskset", "-c", str(cores[slot % len(cores)])] + cmd
             log = open(os.path.join(log_dir, name + ".log"), "w")  # noqa: SIM115 (closed on exit)
@@ -65,15 +97,19 @@ def _has_taskset() -> bool:
 
 
 def jobs_for(config, workdir: str) -> list[dict]:
-    """Every (family, variant, seed) job of a study config (configs/reproduce.py)."""
+    """Every (family, variant, seed) job of a study config (configs/reproduce.py).
+
+    Seed-major within a family: every variant of seed k comes before seed k + 1, so a study
+    stopped part-way holds whole paired seeds.
+    """
     for v in config.variants:
         check_variant(v)
     out = []
     for family in config.families:
         overrides = _flatten(config.overrides.get(family, {}))
         overrides["data.cache_dir"] = os.path.join(workdir, "data_cache", family)
-        for variant in config.variants:
-            for seed in range(config.num_seeds):
+        for seed in range(config.num_seeds):
+            for variant in config.variants:
                 out.append(
                     dict(
                         family=family,
@@ -138,6 +174,7 @@ def run(config, workdir: str) -> dict:
     warm_data_cache(jobs)
     run_jobs(jobs, workers, os.path.join(workdir, "logs"))
     rows = collect(workdir)
+    protocol = config.get("protocol", "official")
     steps = sorted({(r["family"], r["steps"]) for r in rows})
     meta = {
         "preset": config.preset,
@@ -146,6 +183,7 @@ def run(config, workdir: str) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {workers} pinned workers",
         "wall_s": time.perf_counter() - t0,
         "notes": list(config.notes),
+        "protocol": protocol,
     }
     report.write(rows, workdir, meta, list(config.variants))
     return {"rows": rows, "meta": meta}
