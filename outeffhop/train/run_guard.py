@@ -3,8 +3,11 @@
 ``workdir/config.json`` holds the resolved config of the run that created the workdir. A
 rerun whose config differs in a field that changes the experiment (anything but the
 bookkeeping fields in ``FREE_FIELDS``) is refused with one sentence naming the fields;
-``config.resume = "force"`` accepts it (and records the new config). ``workdir/.lock``
-(an ``fcntl`` lock held for the run's lifetime) refuses a second concurrent run.
+``config.resume = "force"`` accepts it (and records the new config). A field that only one
+side has (added to, or removed from, the code since the run started) is not a difference:
+new fields come with defaults that keep the old behaviour, so a long study resumes across
+code versions; a warning names them. ``workdir/.lock`` (an ``fcntl`` lock held for the
+run's lifetime) refuses a second concurrent run.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 
 from etils import epath
@@ -77,9 +81,14 @@ def _free(key: str) -> bool:
 
 
 def experiment_diff(saved: dict, current: dict) -> list[str]:
-    """The dotted fields (not free) whose values differ between two flattened configs."""
-    keys = sorted(set(saved) | set(current))
-    return [k for k in keys if not _free(k) and saved.get(k, "<absent>") != current.get(k)]
+    """The dotted fields (not free, present in both) whose values differ between two configs."""
+    keys = sorted(set(saved) & set(current))
+    return [k for k in keys if not _free(k) and saved[k] != current[k]]
+
+
+def schema_changes(saved: dict, current: dict) -> tuple[list[str], list[str]]:
+    """(fields the current config adds, fields it no longer has) against the stored one."""
+    return sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
 
 
 def _jsonable(cfg) -> dict:
@@ -108,13 +117,20 @@ def check_config(workdir: str, cfg, *, has_checkpoint: bool) -> None:
             ) from None
         diff = experiment_diff(saved, current)
         if diff and mode != "force":
-            shown = ", ".join(
-                f"{k} ({saved.get(k, '<absent>')!r} -> {current.get(k)!r})" for k in diff[:6]
-            )
+            shown = ", ".join(f"{k} ({saved[k]!r} -> {current[k]!r})" for k in diff[:6])
             more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
             raise ValueError(
                 f"workdir {workdir} holds a run of another experiment: {shown}{more} differ; "
                 "use another --workdir, or --config.resume=force to continue it anyway."
+            )
+        added, removed = schema_changes(saved, current)
+        if added or removed:
+            logging.warning(
+                "%s was started by another code version: fields added since %s (taken at "
+                "their current values), fields removed %s",
+                workdir,
+                ", ".join(f"{k}={current[k]!r}" for k in added) or "none",
+                ", ".join(removed) or "none",
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(current, indent=1, sort_keys=True))

@@ -23,7 +23,23 @@ def test_experiment_diff_ignores_bookkeeping_fields():
     a = run_guard.flatten({"num_steps": 10, "optim": {"lr": 1.0}, "data": {"cache_dir": "x"}})
     b = run_guard.flatten({"num_steps": 99, "optim": {"lr": 2.0}, "data": {"cache_dir": "y"}})
     assert run_guard.experiment_diff(a, b) == ["optim.lr"]
-    assert run_guard.experiment_diff(a, {**a, "seed": 1}) == ["seed"]
+    assert run_guard.experiment_diff(a, {**a, "seed": 1}) == []  # a field the code added
+    assert run_guard.schema_changes(a, {**a, "seed": 1}) == (["seed"], [])
+
+
+def test_a_run_started_by_older_code_resumes_with_a_warning(tmp_path, caplog):
+    # the stored config lacks a field added to the code since (its default keeps the old
+    # behaviour): not another experiment; a changed value of a shared field still is
+    wd = str(tmp_path)
+    run_guard.check_config(wd, _cfg(), has_checkpoint=False)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    del stored["optim.lr"]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    with caplog.at_level("WARNING"):
+        run_guard.check_config(wd, _cfg(), has_checkpoint=True)
+    assert "started by another code version: fields added since optim.lr=0.01" in caplog.text
+    with pytest.raises(ValueError, match=r"seed \(0 -> 1\)"):
+        run_guard.check_config(wd, _cfg(seed=1), has_checkpoint=True)
 
 
 def test_rerun_of_another_experiment_is_refused_unless_forced(tmp_path):
