@@ -135,9 +135,10 @@ def associate(
     ``mask``: boolean, broadcastable to [..., L, S], True = may associate. Masked entries
     are 0; a fully masked row is all zeros. ``update_steps_max``: a non-negative int, an
     array of them broadcastable to the leading dims (one per head), or None: iterate until
-    the tolerance is met and differentiate implicitly (``_fixed_point``: the adjoint
-    fixed point, as deep-equilibrium models do; the states then get zero gradient, since
-    the fixed point a* = T(a*) depends on them only through its basin). ``stop_axes``:
+    the tolerance is met (at most ``UNBOUNDED_STEPS_CAP`` updates) and differentiate
+    implicitly (``_fixed_point``: the adjoint fixed point, as deep-equilibrium models do;
+    the states then get zero gradient, since the fixed point a* = T(a*) depends on them
+    only through its basin). ``stop_axes``:
     leading axes that share one stopping decision (hflayers takes the max of the change
     over the batch axis, per head). Returns ``(a, steps)`` with ``steps`` the number of
     updates each leading index took, int32 of the leading shape.
@@ -208,10 +209,17 @@ def _update_step(rule, xi, beta, mask, limit, eps2, carry):
     return a_new, steps, active & (steps < limit) & (change > eps2)
 
 
+# Cap of the "until convergence" loops (update_steps_max=None, and its adjoint): a cycle or a
+# divergent iteration would otherwise spin for ~2^31 updates. Converging problems need far
+# fewer (the tests' take 1-40); at the cap the returned ``steps`` equals it.
+UNBOUNDED_STEPS_CAP = 10_000
+
+
 def _converge(rule, a, xi, beta, eps2, mask):
-    """Iterate until every leading index meets ||a_{t+1} - a_t||_F <= eps: (a*, steps)."""
+    """Iterate until every leading index meets ||a_{t+1} - a_t||_F <= eps, or for
+    ``UNBOUNDED_STEPS_CAP`` updates: (a*, steps)."""
     lead = a.shape[:-2]
-    limit = jnp.full(lead, jnp.iinfo(jnp.int32).max, jnp.int32)
+    limit = jnp.full(lead, UNBOUNDED_STEPS_CAP, jnp.int32)
     body = functools.partial(_update_step, rule, xi, beta, mask, limit, eps2)
     carry = (a, jnp.zeros(lead, jnp.int32), jnp.ones(lead, bool))
     a, steps, _ = jax.lax.while_loop(lambda c: jnp.any(c[2]), body, carry)
@@ -233,7 +241,8 @@ def _fixed_point_bwd(rule, res, cts):
     """Adjoint fixed point u = g + (dT/da)^T u at a*, then (xi, beta) cotangents (dT/dθ)^T u.
 
     Iterated like the forward pass until ||u_{k+1} - u_k||_F <= eps ||g||_F per leading
-    index (the same contraction rate as the forward iteration near a*). a0 (hence the
+    index (the same contraction rate as the forward iteration near a*), at most
+    ``UNBOUNDED_STEPS_CAP`` times. a0 (hence the
     states) gets zero cotangent: a* does not move with it.
     """
     a, a0, xi, beta, eps2, mask = res
@@ -242,11 +251,14 @@ def _fixed_point_bwd(rule, res, cts):
     tol = eps2 * jnp.sum(jnp.square(g), axis=(-2, -1))
 
     def body(carry):
-        u, _ = carry
+        u, _, k = carry
         u_new = g + vjp(u)[0]
-        return u_new, jnp.any(jnp.sum(jnp.square(u_new - u), axis=(-2, -1)) > tol)
+        return u_new, jnp.any(jnp.sum(jnp.square(u_new - u), axis=(-2, -1)) > tol), k + 1
 
-    u, _ = jax.lax.while_loop(lambda c: c[1], body, (g, jnp.bool_(True)))
+    def cond(carry):
+        return carry[1] & (carry[2] < UNBOUNDED_STEPS_CAP)
+
+    u, _, _ = jax.lax.while_loop(cond, body, (g, jnp.bool_(True), jnp.int32(0)))
     _, xi_bar, beta_bar = vjp(u)
     zero = jax.tree.map(jnp.zeros_like, (a0, eps2))
     return zero[0], xi_bar, beta_bar, zero[1], None

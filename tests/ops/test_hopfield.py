@@ -291,6 +291,22 @@ def _fixed_point_loss(normalizer, steps, mask=None, eps=1e-13):
     return loss
 
 
+def test_unbounded_iteration_and_its_adjoint_stop_at_the_cap(monkeypatch):
+    """update_steps_max=None never spins forever: at a tolerance no float32 iteration meets,
+    the forward loop stops at UNBOUNDED_STEPS_CAP updates and the adjoint loop ends too."""
+    monkeypatch.setattr(hopfield, "UNBOUNDED_STEPS_CAP", 5)
+    x = jax.random.normal(jax.random.key(0), (2, 4, 3))
+    xi = jax.random.normal(jax.random.key(1), (2, 6, 3))
+
+    def loss(xi):
+        a, steps = memory.associate(x, xi, beta=0.3, update_steps_max=None, update_steps_eps=1e-30)
+        return jnp.sum(a**2), steps
+
+    (_, steps), g = jax.value_and_grad(loss, has_aux=True)(xi)
+    np.testing.assert_array_equal(steps, 5)
+    assert bool(jnp.all(jnp.isfinite(g)))
+
+
 @pytest.mark.parametrize(
     "normalizer", ["softmax1", pytest.param("softmax", marks=pytest.mark.slow)]
 )
