@@ -356,7 +356,10 @@ def run_job(job: dict) -> dict:
 
 def main(spec: str) -> None:
     """Run the job described by the JSON file ``spec`` (the scheduler's worker entry point)."""
+    from outeffhop.launch.cli import quiet_logs
+
     logging.basicConfig(level=logging.INFO)
+    quiet_logs()  # the job log keeps this project's lines, not orbax's expected warnings
     with open(spec) as f:
         run_job(json.load(f))
 
