@@ -227,23 +227,35 @@ def mass_table(family_rows, variants) -> list[str]:
 
 
 def plot_layers(family: str, family_rows, variants, path: str) -> None:
-    """Per-layer kurtosis and inf-norm (seed 0) of each module group, one line per variant."""
+    """Per-layer kurtosis and inf-norm of each module group, one line per variant: the mean
+    over seeds, with the seeds' min-max band when there are several; integer layer ticks."""
+    from matplotlib.ticker import MaxNLocator
+
     curves = next(iter(family_rows.values()))[0]["outliers"]["paper"]["per_layer"]
     groups = sorted(curves)
     fig, axes = plt.subplots(2, len(groups), figsize=(4 * len(groups), 6), squeeze=False)
     for j, g in enumerate(groups):
         for v in variants:
-            if v not in family_rows:
+            seeds = [r["outliers"]["paper"]["per_layer"].get(g) for r in family_rows.get(v, [])]
+            seeds = [c for c in seeds if c is not None]
+            if not seeds:
                 continue
-            c = family_rows[v][0]["outliers"]["paper"]["per_layer"].get(g)
-            if c is None:
-                continue
-            axes[0, j].plot(c["layer"], c["kurtosis"], marker="o", label=v)
-            axes[1, j].plot(c["layer"], c["inf_norm"], marker="o", label=v)
+            layer = seeds[0]["layer"]
+            for i, key in enumerate(("kurtosis", "inf_norm")):
+                values = np.asarray([c[key] for c in seeds], float)
+                (line,) = axes[i, j].plot(
+                    layer, values.mean(0), marker="o", label=f"{v} ({len(seeds)} seeds)"
+                )
+                if len(seeds) > 1:
+                    axes[i, j].fill_between(
+                        layer, values.min(0), values.max(0), color=line.get_color(), alpha=0.2
+                    )
         axes[0, j].set_title(f"{family}: {g}", fontsize=9)
         axes[0, j].set_ylabel("kurtosis")
         axes[1, j].set_ylabel("inf-norm")
         axes[1, j].set_xlabel("layer")
+        for ax in axes[:, j]:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
