@@ -15,7 +15,7 @@ Examples are drawn from the per-record RNG of the grain pipeline: deterministic 
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 
 import numpy as np
 
@@ -40,33 +40,10 @@ def place(digit_HW1: np.ndarray, canvas: int, rng: np.random.Generator, noise: f
     return img
 
 
-@dataclasses.dataclass(frozen=True)
-class CanvasDigits:
-    """Rows ``{"image", "label", "weight"}``; an index past the split is eval padding (weight 0)."""
-
-    digits: np.ndarray  # [N, s, s, 1] in [0, 1]
-    labels: np.ndarray  # [N]
-    indices: np.ndarray  # this split's digit indices
-    canvas: int
-    noise: float
-    mean: float
-    std: float
-
-    @property
-    def num_examples(self) -> int:
-        return len(self.indices)
-
-    def __call__(self, index: int, rng: np.random.Generator) -> dict:
-        if index >= self.num_examples:
-            return {
-                "image": np.zeros((self.canvas, self.canvas, 1), np.float32),
-                "label": np.int32(0),
-                "weight": np.float32(0.0),
-            }
-        i = int(self.indices[index])
-        img = place(self.digits[i], self.canvas, rng, self.noise)
-        img = ((img - self.mean) / self.std).astype(np.float32)
-        return {"image": img, "label": np.int32(self.labels[i]), "weight": np.float32(1.0)}
+def placed(digits, labels, canvas: int, noise: float, i: int, rng: np.random.Generator):
+    """(digit ``i`` placed on a fresh noisy canvas, its label): the ``load`` of the data set's
+    ``images.ImageExamples`` (which pads eval past the split and normalizes)."""
+    return place(digits[i], canvas, rng, noise), labels[i]
 
 
 def canvas_stats(
@@ -100,6 +77,13 @@ def canvas_digits(dcfg, train: bool):
     tr, va = images.split_indices(len(y), dcfg.val_fraction, dcfg.split_seed)
     mean, std = canvas_stats(x[tr], dcfg.image_size, noise)
     shape = (dcfg.image_size, dcfg.image_size, 1)
-    examples = CanvasDigits(x, y, tr if train else va, dcfg.image_size, noise, mean, std)
+    examples = images.ImageExamples(
+        load=functools.partial(placed, x, y, dcfg.image_size, noise),
+        indices=tr if train else va,
+        image_shape=shape,
+        mean=mean,
+        std=std,
+        load_takes_rng=True,
+    )
     info = dict(num_classes=NUM_CLASSES, image_shape=shape, mean=mean, std=std)
     return examples, info
