@@ -290,23 +290,28 @@ PROTOCOL_NOTES = {
 }
 
 
+def row_protocol(row: dict) -> str:
+    """The protocol an ``eval.json`` row was measured under (rows from before protocols: ours)."""
+    return row.get("protocol", "ours")
+
+
 def protocol_line(rows: list[dict]) -> str:
     """The report's protocol line: which evaluation protocol the rows were measured with."""
-    names = sorted({r.get("protocol", "ours") for r in rows})
+    names = sorted({row_protocol(r) for r in rows})
     notes = "; ".join(f"`{n}`: {PROTOCOL_NOTES.get(n, n)}" for n in names)
     return f"Evaluation protocol {', '.join(f'`{n}`' for n in names)} ({notes})."
 
 
 def split_protocol(rows: list[dict], protocol: str) -> tuple[list[dict], list[dict]]:
     """(rows measured under ``protocol``, the others): a table never mixes protocols."""
-    keep = [r for r in rows if r.get("protocol", "ours") == protocol]
-    return keep, [r for r in rows if r.get("protocol", "ours") != protocol]
+    keep = [r for r in rows if row_protocol(r) == protocol]
+    return keep, [r for r in rows if row_protocol(r) != protocol]
 
 
 def left_out_line(rows: list[dict], protocol: str) -> str:
     """The report's sentence on runs left out because they were measured under another protocol."""
     names = ", ".join(
-        f"{r['family']}/{r['variant']}/seed{r['seed']} ({r.get('protocol', 'ours')})" for r in rows
+        f"{r['family']}/{r['variant']}/seed{r['seed']} ({row_protocol(r)})" for r in rows
     )
     return (
         f"Left out, measured under another protocol than `{protocol}`: {names}. Rerunning the "

@@ -25,17 +25,14 @@ WORKER = "import sys; from outeffhop.experiments.outlier_study.jobs import main;
 SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
-def row_protocol(row: dict) -> str:
-    """The protocol an ``eval.json`` row was measured under (rows from before protocols: ours)."""
-    return row.get("protocol", "ours")
-
-
 def finished(job: dict) -> bool:
     """Whether ``job`` has an ``eval.json`` measured under the job's protocol.
 
     A run evaluated under another protocol is not finished: it is logged and evaluated again
     (its training resumes from the final checkpoint, so only the evaluation runs).
     """
+    from outeffhop.experiments.outlier_study.report import row_protocol
+
     path = os.path.join(job["workdir"], "eval.json")
     if not os.path.exists(path):
         return False
